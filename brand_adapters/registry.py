@@ -1,0 +1,64 @@
+"""The explicit registry of brand adapters shipped with Foyer.
+
+Each adapter is a folder ``brand_adapters/<id>/`` holding ``manifest.json``
+(whose ``id`` is the folder name) and an ``__init__.py`` with a
+``setup(app)``/``teardown(app)`` pair. Adapters are listed here by hand, never
+discovered by scanning: what runs is what was reviewed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol
+
+from hub.errors import ManifestError, UnknownBrand
+from hub.protocol import Manifest
+
+__all__ = ["ADAPTERS", "DEMO_BRANDS", "Adapter", "adapter_dir", "load_adapter", "load_manifest", "manifests"]
+
+ADAPTERS: dict[str, str] = {
+    "sportissimo": "brand_adapters.sportissimo",
+    "energie_claire": "brand_adapters.energie_claire",
+    "instant": "brand_adapters.instant",
+}
+
+DEMO_BRANDS: tuple[str, ...] = ("sportissimo", "energie_claire")
+
+
+class Adapter(Protocol):
+    """What an adapter module provides (checked when it is loaded)."""
+
+    async def setup(self, app: object) -> None: ...
+    async def teardown(self, app: object) -> None: ...
+
+
+def adapter_dir(adapter_id: str) -> Path:
+    if adapter_id not in ADAPTERS:
+        raise UnknownBrand(
+            f"no brand adapter named {adapter_id!r}; known: {', '.join(sorted(ADAPTERS))}"
+        )
+    return Path(__file__).parent / adapter_id
+
+
+def load_manifest(adapter_id: str) -> Manifest:
+    path = adapter_dir(adapter_id) / "manifest.json"
+    manifest = Manifest.from_json(path.read_bytes(), source=str(path))
+    if manifest.id != adapter_id:
+        raise ManifestError(f"{path}: id {manifest.id!r} must equal the folder name {adapter_id!r}")
+    return manifest
+
+
+def load_adapter(adapter_id: str) -> ModuleType:
+    adapter_dir(adapter_id)
+    module = importlib.import_module(ADAPTERS[adapter_id])
+    for name in ("setup", "teardown"):
+        if not callable(getattr(module, name, None)):
+            raise ManifestError(f"adapter {adapter_id!r} has no {name}(app) function")
+    return module
+
+
+def manifests() -> list[Manifest]:
+    """Every registered adapter's manifest: the hub's built-in brand directory."""
+    return [load_manifest(adapter_id) for adapter_id in ADAPTERS]

@@ -1,0 +1,393 @@
+"""The brand SDK: plug a bot into Foyer in a few lines.
+
+    app = BrandApp(manifest, broker=parse_broker_url("mqtt://…"), state_path=Path("state.db"))
+
+    @app.on_message
+    async def answer(msg: Incoming) -> str:
+        return f"Bien reçu : {msg.text}"
+
+    async with app:
+        await app.serve_forever()
+
+What the SDK does for you:
+
+- connects with a persistent session, publishes the brand's manifest and its
+  presence (retained ``online``; the last will says ``offline``);
+- writes every incoming message to its SQLite state *before* acknowledging it
+  with a receipt, deduplicates by envelope id, and runs the handler once per
+  message, even across a crash (unhandled messages are resumed on start);
+- keeps per-conversation state (``msg.state``, a JSON-able dict) between turns;
+- puts every reply and notification in a durable outbox that is re-published
+  with backoff until the hub's receipt arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import aiomqtt
+
+from hub.errors import BrokerError, ProtocolError
+from hub.mqtt import BrokerSettings, MqttLink
+from hub.outbox import Outbox, connect_sqlite
+from hub.protocol import (
+    Author,
+    Envelope,
+    ErrorBody,
+    Manifest,
+    MessageBody,
+    NotificationBody,
+    PresenceBody,
+    ReceiptBody,
+    ReplyBody,
+    Topics,
+    decode,
+    encode,
+)
+
+__all__ = ["Answer", "BrandApp", "Incoming", "MessageHandler"]
+
+log = logging.getLogger(__name__)
+
+Lang = Literal["fr", "en"]
+
+SDK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (
+    id TEXT PRIMARY KEY,
+    hub_id TEXT NOT NULL,
+    conversation TEXT,
+    payload BLOB NOT NULL,
+    status TEXT NOT NULL,          -- received | handled
+    received_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+);
+CREATE TABLE IF NOT EXISTS conversation_state (
+    conversation TEXT PRIMARY KEY,
+    hub_id TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One reply to send; a handler may return several, or plain strings."""
+
+    text: str
+    suggestions: Sequence[str] = ()
+    lang: Lang | None = None
+    author: Author | None = None
+
+
+@dataclass
+class Incoming:
+    """A household member's message, as the brand receives it (after the hub's privacy gate)."""
+
+    id: str
+    hub_id: str
+    conversation: str
+    text: str
+    lang: Lang
+    data: dict[str, str]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+HandlerResult = str | Answer | Sequence[str | Answer] | None
+MessageHandler = Callable[[Incoming], Awaitable[HandlerResult]]
+
+
+class BrandApp:
+    """One brand's connection to the Foyer network; use it as ``async with``."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        broker: BrokerSettings,
+        state_path: Path | str,
+        bot_name: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.brand_id = manifest.id
+        self.bot_name = bot_name or f"Assistant {manifest.name}"
+        self._broker = broker
+        self._state_path = state_path
+        self._client_id = client_id or f"foyer-brand-{manifest.id}"
+        self._handler: MessageHandler | None = None
+        self._conn = connect_sqlite(state_path)
+        self._conn.executescript(SDK_SCHEMA)
+        self._outbox = Outbox(self._conn)
+        self._link: MqttLink | None = None
+        self._wake = asyncio.Event()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self.errors_received: list[ErrorBody] = []
+
+    # --- public API ------------------------------------------------------------------------
+
+    def on_message(self, handler: MessageHandler) -> MessageHandler:
+        """Register the coroutine that answers household messages (decorator)."""
+        self._handler = handler
+        return handler
+
+    async def notify(
+        self,
+        hub_id: str,
+        text: str,
+        *,
+        category: Literal["transactional", "service", "marketing"] = "transactional",
+        title: str | None = None,
+        lang: Lang = "fr",
+    ) -> str:
+        """Send a brand-initiated notification to one hub; returns its envelope id."""
+        envelope = Envelope(
+            type="notification",
+            sender=self.brand_id,
+            recipient=hub_id,
+            body=NotificationBody(text=text, lang=lang, category=category, title=title),
+        )
+        self._queue(envelope)
+        return envelope.id
+
+    def handled_count(self) -> int:
+        """How many household messages the handler has run on (each exactly once)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM seen WHERE status='handled'").fetchone()[0])
+
+    def pending_replies(self) -> int:
+        return self._outbox.pending()
+
+    async def serve_forever(self) -> None:
+        await asyncio.Event().wait()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._handler is None:
+            raise RuntimeError(f"brand {self.brand_id!r} has no message handler; use @app.on_message")
+        offline = Envelope(type="presence", sender=self.brand_id, body=PresenceBody(status="offline"))
+        self._link = MqttLink(
+            self._broker,
+            self._client_id,
+            self._on_mqtt,
+            on_connect=self._announce,
+            will=aiomqtt.Will(Topics.status(self.brand_id), encode(offline), qos=1, retain=True),
+        )
+        await self._link.subscribe(Topics.brand_inbox(self.brand_id))
+        await self._link.__aenter__()
+        self._pump = asyncio.create_task(self._pump_outbox(), name=f"brand-{self.brand_id}-outbox")
+        for row in self._conn.execute("SELECT payload FROM seen WHERE status='received'").fetchall():
+            self._spawn_handler(decode(bytes(row["payload"])))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._link is not None:
+            if self._link.connected:
+                with contextlib.suppress(BrokerError):
+                    await self._publish_presence("offline")
+            await self._link.__aexit__(exc_type, exc, tb)
+        self._conn.close()
+
+    async def _announce(self) -> None:
+        link = self._require_link()
+        await link.publish(
+            Topics.manifest(self.brand_id), self.manifest.model_dump_json().encode(), retain=True
+        )
+        await self._publish_presence("online")
+        self._wake.set()
+
+    async def _publish_presence(self, status: Literal["online", "offline"]) -> None:
+        presence = Envelope(
+            type="presence",
+            sender=self.brand_id,
+            body=PresenceBody(status=status, humans_available=self.manifest.humans.available),
+        )
+        await self._require_link().publish(
+            Topics.status(self.brand_id), encode(presence), retain=True
+        )
+
+    def _require_link(self) -> MqttLink:
+        if self._link is None:
+            raise RuntimeError("BrandApp is not started; use 'async with app:'")
+        return self._link
+
+    # --- receiving -------------------------------------------------------------------------
+
+    async def _on_mqtt(self, topic: str, payload: bytes, retain: bool) -> None:
+        try:
+            _, _, hub_id = Topics.parse(topic)
+        except ValueError:
+            log.warning("ignoring message on unexpected topic %s", topic)
+            return
+        try:
+            envelope = decode(payload)
+        except ProtocolError as err:
+            log.warning("refused a payload from hub %s: %s", hub_id, err)
+            await self._send_now(hub_id, ErrorBody(code=err.code, message=str(err)), ref=None)
+            return
+        if envelope.sender != hub_id:
+            log.warning("refused: envelope says sender %r on hub %r's topic", envelope.sender, hub_id)
+            return
+        match envelope.body:
+            case MessageBody():
+                await self._receive_message(envelope)
+            case ReceiptBody():
+                if envelope.ref:
+                    self._outbox.ack(envelope.ref)
+            case ErrorBody() as error:
+                log.warning("hub %s refused %s: %s (%s)", hub_id, envelope.ref, error.message, error.code)
+                self.errors_received.append(error)
+                if envelope.ref and self._outbox.ack(envelope.ref):
+                    log.warning("dropped %s from the outbox: the hub will never accept it", envelope.ref)
+            case _:
+                log.info("ignoring %s envelope from hub %s", envelope.type, hub_id)
+
+    async def _receive_message(self, envelope: Envelope) -> None:
+        if envelope.conversation is None:
+            await self._send_now(
+                envelope.sender,
+                ErrorBody(code="invalid_envelope", message="a message needs a conversation id"),
+                ref=envelope.id,
+            )
+            return
+        inserted = self._conn.execute(
+            "INSERT OR IGNORE INTO seen (id, hub_id, conversation, payload, status)"
+            " VALUES (?,?,?,?, 'received')",
+            (envelope.id, envelope.sender, envelope.conversation, encode(envelope)),
+        ).rowcount
+        await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
+        if inserted:
+            self._spawn_handler(envelope)
+
+    def _spawn_handler(self, envelope: Envelope) -> None:
+        task = asyncio.create_task(self._handle(envelope), name=f"brand-handle-{envelope.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, envelope: Envelope) -> None:
+        if not isinstance(envelope.body, MessageBody) or envelope.conversation is None:
+            return
+        conversation = envelope.conversation
+        lock = self._locks.setdefault(conversation, asyncio.Lock())
+        async with lock:
+            row = self._conn.execute(
+                "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
+            ).fetchone()
+            incoming = Incoming(
+                id=envelope.id,
+                hub_id=envelope.sender,
+                conversation=conversation,
+                text=envelope.body.text,
+                lang=envelope.body.lang,
+                data=dict(envelope.body.data),
+                state=json.loads(row["state"]) if row else {},
+            )
+            handler = self._handler
+            if handler is None:
+                return
+            try:
+                result = await handler(incoming)
+            except Exception:  # noqa: BLE001 - a bot bug must not lose the conversation
+                log.exception("handler failed on message %s", envelope.id)
+                result = Answer(
+                    "Désolé, un incident technique m'empêche de répondre. Réessayez dans un instant."
+                    if incoming.lang == "fr"
+                    else "Sorry, a technical problem stops me from answering. Please try again soon."
+                )
+            replies = [self._reply_envelope(incoming, answer) for answer in _answers(result)]
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state)"
+                    " VALUES (?,?,?)",
+                    (conversation, incoming.hub_id, json.dumps(incoming.state)),
+                )
+                for reply in replies:
+                    self._outbox.add(reply.id, reply.recipient or "", _hub_topic(self, reply), encode(reply))
+                self._conn.execute("UPDATE seen SET status='handled' WHERE id = ?", (envelope.id,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            if len(self._locks) > 1000 and not lock.locked():
+                self._locks.pop(conversation, None)
+        self._wake.set()
+
+    def _reply_envelope(self, incoming: Incoming, answer: Answer) -> Envelope:
+        return Envelope(
+            type="reply",
+            sender=self.brand_id,
+            recipient=incoming.hub_id,
+            conversation=incoming.conversation,
+            ref=incoming.id,
+            body=ReplyBody(
+                text=answer.text,
+                lang=answer.lang or incoming.lang,
+                author=answer.author or Author(kind="bot", name=self.bot_name),
+                suggestions=list(answer.suggestions),
+            ),
+        )
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def _queue(self, envelope: Envelope) -> None:
+        self._outbox.add(envelope.id, envelope.recipient or "", _hub_topic(self, envelope), encode(envelope))
+        self._wake.set()
+
+    async def _send_now(self, hub_id: str, body: ReceiptBody | ErrorBody, ref: str | None) -> None:
+        """Receipts and errors are not queued: the hub re-sends what it did not see acknowledged."""
+        kind: Literal["receipt", "error"] = "receipt" if isinstance(body, ReceiptBody) else "error"
+        envelope = Envelope(type=kind, sender=self.brand_id, recipient=hub_id, ref=ref, body=body)
+        try:
+            await self._require_link().publish(Topics.to_hub(hub_id, self.brand_id), encode(envelope))
+        except BrokerError as err:
+            log.warning("could not send %s to hub %s (it will retry): %s", kind, hub_id, err)
+
+    async def _pump_outbox(self) -> None:
+        link = self._require_link()
+        while True:
+            wait_ms = self._outbox.next_due_in_ms()
+            timeout = 1.0 if wait_ms is None else min(wait_ms / 1000, 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if not link.connected:
+                continue
+            for item in self._outbox.due():
+                try:
+                    await link.publish(item.topic, item.payload)
+                except BrokerError as err:
+                    log.warning("outbox: %s stays queued: %s", item.id, err)
+                    break
+                self._outbox.attempted(item)
+
+
+def _hub_topic(app: BrandApp, envelope: Envelope) -> str:
+    if envelope.recipient is None:
+        raise ValueError(f"envelope {envelope.id} has no recipient hub")
+    return Topics.to_hub(envelope.recipient, app.brand_id)
+
+
+def _answers(result: HandlerResult) -> list[Answer]:
+    if result is None:
+        return []
+    if isinstance(result, str | Answer):
+        result = [result]
+    return [Answer(item) if isinstance(item, str) else item for item in result]
