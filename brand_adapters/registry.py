@@ -36,9 +36,7 @@ class Adapter(Protocol):
 
 def adapter_dir(adapter_id: str) -> Path:
     if adapter_id not in ADAPTERS:
-        raise UnknownBrand(
-            f"no brand adapter named {adapter_id!r}; known: {', '.join(sorted(ADAPTERS))}"
-        )
+        raise UnknownBrand(f"no brand adapter named {adapter_id!r}; known: {', '.join(sorted(ADAPTERS))}")
     return Path(__file__).parent / adapter_id
 
 

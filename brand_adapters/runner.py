@@ -26,7 +26,7 @@ async def run_adapter(adapter_id: str, broker: BrokerSettings, state_path: Path)
     try:
         async with app:
             log.info("brand %s connected to %s", adapter_id, broker.url)
-            print(f"brand {adapter_id} ready on {broker.url}", flush=True)  # noqa: T201 - CLI output
+            print(f"brand {adapter_id} ready on {broker.url}", flush=True)
             await app.serve_forever()
     finally:
         await load_adapter(adapter_id).teardown(app)

@@ -219,9 +219,7 @@ class BrandApp:
             sender=self.brand_id,
             body=PresenceBody(status=status, humans_available=self.manifest.humans.available),
         )
-        await self._require_link().publish(
-            Topics.status(self.brand_id), encode(presence), retain=True
-        )
+        await self._require_link().publish(Topics.status(self.brand_id), encode(presence), retain=True)
 
     def _require_link(self) -> MqttLink:
         if self._link is None:
@@ -304,7 +302,7 @@ class BrandApp:
                 return
             try:
                 result = await handler(incoming)
-            except Exception:  # noqa: BLE001 - a bot bug must not lose the conversation
+            except Exception:
                 log.exception("handler failed on message %s", envelope.id)
                 result = Answer(
                     "Désolé, un incident technique m'empêche de répondre. Réessayez dans un instant."
@@ -315,8 +313,7 @@ class BrandApp:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state)"
-                    " VALUES (?,?,?)",
+                    "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state) VALUES (?,?,?)",
                     (conversation, incoming.hub_id, json.dumps(incoming.state)),
                 )
                 for reply in replies:

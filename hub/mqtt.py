@@ -225,5 +225,5 @@ class MqttLink:
             data = str(payload).encode()
         try:
             await self._handler(topic, data, retain)
-        except Exception:  # noqa: BLE001 - one bad message must never stop the link
+        except Exception:
             log.exception("handler failed on a message from %s", topic)

@@ -63,8 +63,9 @@ class OutboxItem:
 class Outbox:
     """The ``outbox`` table of one SQLite connection (callers own transactions)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, first_retry_ms: int = 2000,
-                 max_retry_ms: int = 60_000) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, *, first_retry_ms: int = 2000, max_retry_ms: int = 60_000
+    ) -> None:
         self._conn = conn
         self._first_retry_ms = first_retry_ms
         self._max_retry_ms = max_retry_ms

@@ -20,7 +20,7 @@ import os
 import re
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,7 +58,7 @@ __all__ = [
     "now_ms",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Final = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
 
@@ -181,9 +181,7 @@ class ReplyBody(_Model):
     text: Text
     lang: Lang = "fr"
     author: Author
-    suggestions: list[Annotated[str, Field(max_length=80)]] = Field(
-        default_factory=list, max_length=8
-    )
+    suggestions: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=8)
 
 
 class NotificationBody(_Model):
@@ -324,6 +322,14 @@ class Contact(_Model):
     label: LocalizedText | None = None
 
 
+def _both_languages() -> list[Lang]:
+    return ["fr", "en"]
+
+
+def _transactional_only() -> list[Category]:
+    return ["transactional"]
+
+
 class Manifest(_Model):
     """What a brand says of itself: published retained and shipped as ``manifest.json``."""
 
@@ -331,9 +337,9 @@ class Manifest(_Model):
     name: Annotated[str, Field(min_length=1, max_length=80)]
     aliases: list[Annotated[str, Field(min_length=2, max_length=60)]] = Field(default_factory=list)
     description: LocalizedText
-    languages: list[Lang] = Field(default_factory=lambda: ["fr", "en"], min_length=1)
+    languages: list[Lang] = Field(default_factory=_both_languages, min_length=1)
     scopes: list[ScopeRequest] = Field(default_factory=list)
-    categories: list[Category] = Field(default_factory=lambda: ["transactional"])
+    categories: list[Category] = Field(default_factory=_transactional_only)
     humans: Humans = Field(default_factory=Humans)
     contact: list[Contact] = Field(default_factory=list)
     keys: dict[str, str] = Field(default_factory=dict)

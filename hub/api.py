@@ -1,0 +1,269 @@
+"""The hub's HTTP API and WebSocket event stream for household clients (OpenAPI at ``/docs``).
+
+The FastAPI ``lifespan`` composes every long-lived part — the embedded broker
+when no broker is configured, the SQLite store, the hub and its MQTT link —
+and hands the hub to requests through the lifespan state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Annotated, Any, Literal, TypedDict
+
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from brand_adapters.registry import manifests
+from hub.broker import EmbeddedBroker, free_port
+from hub.errors import (
+    AmbiguousBrand,
+    FoyerError,
+    NotOptedIn,
+    PayloadTooLarge,
+    UnknownBrand,
+    UnknownConversation,
+)
+from hub.mqtt import BrokerSettings, MqttLink, parse_broker_url
+from hub.protocol import MAX_PAYLOAD_BYTES, MAX_TEXT_CHARS
+from hub.service import Hub
+from hub.settings import Settings, get_settings
+from hub.store import BrandRow, Store
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    UnknownBrand: 404,
+    UnknownConversation: 404,
+    NotOptedIn: 403,
+    AmbiguousBrand: 409,
+    PayloadTooLarge: 413,
+}
+
+
+class State(TypedDict):
+    hub: Hub
+
+
+class SendRequest(BaseModel):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+    brand: str | None = Field(default=None, description="Brand id; routed from the text if unset.")
+    conversation: str | None = Field(default=None, description="Continue this conversation.")
+    lang: Literal["fr", "en"] | None = Field(default=None, description="Detected if unset.")
+
+
+def _brand_json(brand: BrandRow) -> dict[str, Any]:
+    return {
+        "id": brand.id,
+        "name": brand.manifest.name,
+        "opted_in": brand.opted_in,
+        "opted_at": brand.opted_at,
+        "online": brand.online,
+        "manifest": brand.manifest.model_dump(),
+    }
+
+
+def _hub_of(request: Request) -> Hub:
+    hub: Hub = request.state.hub
+    return hub
+
+
+class _BodyLimit:
+    """Refuse request bodies over the protocol's size limit before reading them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > MAX_PAYLOAD_BYTES:
+                response = JSONResponse(
+                    {
+                        "error": "too_large",
+                        "message": f"request body is {int(length)} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                    },
+                    status_code=413,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _broker_for(settings: Settings, stack: AsyncExitStack) -> BrokerSettings:
+    if settings.broker_url:
+        return parse_broker_url(
+            settings.broker_url,
+            ca_file=settings.broker_ca,
+            cert_file=settings.broker_cert,
+            key_file=settings.broker_key,
+        )
+    port = free_port(preferred=settings.embedded_broker_port)
+    if port != settings.embedded_broker_port:
+        log.warning("port %s is busy: the embedded broker uses %s", settings.embedded_broker_port, port)
+    broker = await stack.enter_async_context(EmbeddedBroker(port=port))
+    return broker.settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        async with AsyncExitStack() as stack:
+            broker = await _broker_for(settings, stack)
+            store = stack.enter_context(Store(settings.database, synchronous=settings.db_sync))
+            hub_id = settings.hub_id or store.meta("hub_id") or f"home-{secrets.token_hex(4)}"
+            store.set_meta("hub_id", hub_id)
+            hub = Hub(
+                store,
+                hub_id=hub_id,
+                directory=manifests(),
+                link_factory=lambda h: MqttLink(
+                    broker, f"foyer-hub-{hub_id}", h.on_mqtt, on_connect=h.on_connect
+                ),
+            )
+            await stack.enter_async_context(hub)
+            for brand_id in settings.auto_opt_in:
+                await hub.opt_in(brand_id)
+            app.state.broker = broker
+            log.info("hub %s ready; broker %s; database %s", hub_id, broker.url, settings.database)
+            yield {"hub": hub}
+
+    app = FastAPI(
+        title="Foyer hub",
+        summary="The household's door to the brands it chose.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_BodyLimit)
+
+    @app.exception_handler(FoyerError)
+    async def foyer_error(request: Request, err: FoyerError) -> JSONResponse:
+        status = next((code for kind, code in _STATUS.items() if isinstance(err, kind)), 400)
+        _hub_of(request).refused[f"http_{err.code}"] += 1
+        body: dict[str, Any] = {"error": err.code, "message": str(err)}
+        if isinstance(err, AmbiguousBrand):
+            body["candidates"] = err.candidates
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        _hub_of(request).refused["http_invalid_request"] += 1
+        return JSONResponse(
+            {"error": "invalid_request", "message": f"{where}: {first['msg']}"}, status_code=422
+        )
+
+    _routes(app)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get("/api/health", tags=["hub"])
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness, broker connection, and the counters of refused input."""
+        return _hub_of(request).health()
+
+    @app.get("/api/brands", tags=["brands"])
+    async def brands(request: Request) -> list[dict[str, Any]]:
+        """The brand directory, with the household's opt-ins and each brand's presence."""
+        return [_brand_json(b) for b in _hub_of(request).store.brands()]
+
+    @app.get("/api/brands/{brand_id}", tags=["brands"])
+    async def brand(request: Request, brand_id: str) -> dict[str, Any]:
+        return _brand_json(_hub_of(request).brand(brand_id))
+
+    @app.post("/api/brands/{brand_id}/opt-in", tags=["brands"])
+    async def opt_in(request: Request, brand_id: str) -> dict[str, Any]:
+        """Open the door to this brand: the hub starts listening to it."""
+        return _brand_json(await _hub_of(request).opt_in(brand_id))
+
+    @app.post("/api/brands/{brand_id}/opt-out", tags=["brands"])
+    async def opt_out(request: Request, brand_id: str) -> dict[str, Any]:
+        """Close the door: the hub stops listening and refuses its messages."""
+        return _brand_json(await _hub_of(request).opt_out(brand_id))
+
+    @app.post("/api/messages", status_code=202, tags=["conversations"])
+    async def send(request: Request, body: SendRequest) -> dict[str, Any]:
+        """Accept a member's message; it is stored before this answers, then delivered."""
+        result = await _hub_of(request).send(
+            body.text, brand_id=body.brand, conversation_id=body.conversation, lang=body.lang
+        )
+        return {
+            "message": result.message.as_dict(),
+            "conversation": result.message.conversation_id,
+            "brand": result.brand.id,
+            "status": result.message.status,
+            "notice": result.notice,
+        }
+
+    @app.get("/api/conversations", tags=["conversations"])
+    async def conversations(request: Request) -> list[dict[str, Any]]:
+        return _hub_of(request).store.conversations()
+
+    @app.get("/api/conversations/{conversation_id}", tags=["conversations"])
+    async def conversation(request: Request, conversation_id: str) -> dict[str, Any]:
+        store = _hub_of(request).store
+        messages = store.messages(conversation_id)
+        return {
+            "id": conversation_id,
+            "brand": store.conversation_brand(conversation_id),
+            "messages": [m.as_dict() for m in messages],
+        }
+
+    @app.get("/api/notifications", tags=["conversations"])
+    async def notifications(request: Request) -> list[dict[str, Any]]:
+        return [m.as_dict() for m in _hub_of(request).store.notifications()]
+
+    @app.get("/api/changes", tags=["conversations"])
+    async def changes(request: Request, since: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        """Every message created or changed after ``since`` (the polling twin of the WebSocket)."""
+        store = _hub_of(request).store
+        return {"last_seq": store.last_seq, "messages": [m.as_dict() for m in store.changes_since(since)]}
+
+    @app.websocket("/api/events")
+    async def events(websocket: WebSocket, since: int | None = None) -> None:
+        """Live events: ``message`` (new or changed) and ``brand`` (opt-in, presence).
+
+        With ``?since=N`` the stream starts with every message changed after ``N``,
+        so a client that reconnects misses nothing.
+        """
+        hub: Hub = websocket.state.hub
+        await websocket.accept()
+        async with hub.listen() as queue:
+            if since is not None:
+                for row in hub.store.changes_since(since, limit=10_000):
+                    await websocket.send_json({"event": "message", "data": row.as_dict()})
+            receiver = asyncio.create_task(_drain(websocket), name="ws-drain")
+            try:
+                while not receiver.done():
+                    getter = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        break
+                    await websocket.send_json(getter.result())
+            except WebSocketDisconnect:
+                pass
+            finally:
+                receiver.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                    await receiver
+
+
+async def _drain(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, to notice when it goes away."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive_text()

@@ -1,0 +1,223 @@
+"""The ``foyer`` command: ``demo``, ``hub``, ``broker``, ``brand run``, ``chat``, ``brands``, ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _hub_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name in (
+        "hub_id",
+        "broker_url",
+        "broker_ca",
+        "broker_cert",
+        "broker_key",
+        "db_path",
+        "data_dir",
+        "db_sync",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "opt_in", None):
+        overrides["auto_opt_in"] = args.opt_in
+    return overrides
+
+
+async def _serve(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, ws_ping_interval=20, lifespan="on"
+    )
+    await uvicorn.Server(config).serve()
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from hub.api import create_app
+    from hub.broker import free_port
+    from hub.settings import get_settings
+
+    settings = get_settings(**_hub_overrides(args))
+    port = args.port if args.port is not None else settings.api_port
+    if args.port is None:
+        chosen = free_port(settings.api_host, preferred=port)
+        if chosen != port:
+            print(f"port {port} is busy: the hub listens on {chosen} instead", flush=True)
+            port = chosen
+    host = args.host or settings.api_host
+    print(f"Foyer hub on http://{host}:{port} (API docs at /docs)", flush=True)
+    asyncio.run(_serve(create_app(settings), host, port))
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from hub.broker import EmbeddedBroker, free_port
+
+    async def run() -> None:
+        port = free_port(args.host, preferred=args.port)
+        async with EmbeddedBroker(args.host, port) as broker:
+            print(f"embedded broker ready on {broker.settings.url}", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_brand_run(args: argparse.Namespace) -> int:
+    from brand_adapters.runner import run_adapter
+    from hub.mqtt import parse_broker_url
+    from hub.settings import default_data_dir
+
+    broker = parse_broker_url(
+        args.broker, ca_file=args.broker_ca, cert_file=args.broker_cert, key_file=args.broker_key
+    )
+    state = Path(args.state) if args.state else default_data_dir() / "brands" / f"{args.adapter}.db"
+    asyncio.run(run_adapter(args.adapter, broker, state))
+    return 0
+
+
+def cmd_brand_list(_: argparse.Namespace) -> int:
+    from brand_adapters.registry import manifests
+
+    for manifest in manifests():
+        print(f"{manifest.id:16} {manifest.name:20} {manifest.description.fr}")
+    return 0
+
+
+def cmd_brands(args: argparse.Namespace) -> int:
+    with httpx.Client(base_url=args.url, timeout=10) as client:
+        if args.action in ("opt-in", "opt-out"):
+            if not args.brand:
+                print(f"foyer brands {args.action} needs a brand id", file=sys.stderr)
+                return 2
+            response = client.post(f"/api/brands/{args.brand}/{args.action}")
+            if response.is_error:
+                print(response.json().get("message", response.text), file=sys.stderr)
+                return 1
+        brands = client.get("/api/brands").json()
+    for brand in brands:
+        mark = "✔" if brand["opted_in"] else "·"
+        presence = "en ligne" if brand["online"] else "hors ligne"
+        print(f"{mark} {brand['id']:16} {brand['name']:20} {presence}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with httpx.Client(base_url=args.url, timeout=10) as client:
+        health = client.get("/api/health").json()
+    for key, value in health.items():
+        print(f"{key:18} {value}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from hub.chat import run_chat
+
+    return asyncio.run(run_chat(args.url, brand=args.brand))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return asyncio.run(
+        run_demo(
+            port=args.port,
+            broker_port=args.broker_port,
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+        )
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foyer", description="Foyer, the household brand hub.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="embedded broker + hub + demo brands, on one machine")
+    demo.add_argument("--port", type=int, default=8765, help="HTTP port (another if busy)")
+    demo.add_argument("--broker-port", type=int, default=1883, help="MQTT port (another if busy)")
+    demo.add_argument("--data-dir", help="where the demo keeps its files (default: a fresh temp dir)")
+    demo.set_defaults(func=cmd_demo)
+
+    hub = sub.add_parser("hub", help="run the hub daemon")
+    hub.add_argument("--broker", dest="broker_url", help="mqtt://user:pass@host:port; embedded if unset")
+    hub.add_argument("--broker-ca", help="CA file for mqtts://")
+    hub.add_argument("--broker-cert", help="client certificate for mqtts://")
+    hub.add_argument("--broker-key", help="client key for mqtts://")
+    hub.add_argument("--hub-id", help="this home's id on the network")
+    hub.add_argument("--db", dest="db_path", help="SQLite file")
+    hub.add_argument("--data-dir", help="directory for the hub's files")
+    hub.add_argument("--db-sync", choices=["NORMAL", "FULL"], help="FULL survives power cuts")
+    hub.add_argument("--host", help="HTTP address (default 127.0.0.1: loopback only)")
+    hub.add_argument("--port", type=int, help="HTTP port (default 8765, another if busy)")
+    hub.add_argument("--opt-in", action="append", help="opt into this brand at start (repeatable)")
+    hub.set_defaults(func=cmd_hub)
+
+    broker = sub.add_parser("broker", help="run the embedded MQTT broker alone")
+    broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument("--port", type=int, default=1883, help="another if busy")
+    broker.set_defaults(func=cmd_broker)
+
+    brand = sub.add_parser("brand", help="brand adapters").add_subparsers(dest="brand_command", required=True)
+    run = brand.add_parser("run", help="run a brand adapter as its own process")
+    run.add_argument("adapter", help="adapter id (see `foyer brand list`)")
+    run.add_argument("--broker", default=os.environ.get("FOYER_BROKER_URL", "mqtt://127.0.0.1:1883"))
+    run.add_argument("--broker-ca")
+    run.add_argument("--broker-cert")
+    run.add_argument("--broker-key")
+    run.add_argument("--state", help="the adapter's SQLite state file")
+    run.set_defaults(func=cmd_brand_run)
+    listing = brand.add_parser("list", help="registered brand adapters")
+    listing.set_defaults(func=cmd_brand_list)
+
+    for name, func, text in (
+        ("chat", cmd_chat, "talk to your brands in the terminal"),
+        ("brands", cmd_brands, "list brands, opt in or out"),
+        ("status", cmd_status, "the hub's health and counters"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--url", default=os.environ.get("FOYER_URL", DEFAULT_URL))
+        command.set_defaults(func=func)
+    sub.choices["chat"].add_argument("--brand", help="start talking to this brand")
+    sub.choices["brands"].add_argument(
+        "action", nargs="?", default="list", choices=["list", "opt-in", "opt-out"]
+    )
+    sub.choices["brands"].add_argument("brand", nargs="?")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except httpx.ConnectError as err:
+        print(f"cannot reach the hub at {getattr(args, 'url', '?')}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""``foyer demo``: the embedded broker, the hub and the demo brands, on one machine, one command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from brand_adapters.registry import DEMO_BRANDS, load_manifest
+from hub.api import create_app
+from hub.broker import EmbeddedBroker, free_port
+from hub.settings import get_settings
+
+__all__ = ["run_demo"]
+
+
+def _pick(name: str, preferred: int) -> int:
+    port = free_port(preferred=preferred)
+    if port != preferred:
+        print(f"· {name}: port {preferred} is busy, using {port} instead", flush=True)
+    return port
+
+
+async def run_demo(*, port: int = 8765, broker_port: int = 1883, data_dir: Path | None = None) -> int:
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="foyer-demo-"))
+    broker_port = _pick("MQTT broker", broker_port)
+    port = _pick("hub HTTP", port)
+    async with EmbeddedBroker(port=broker_port) as broker:
+        settings = get_settings(
+            broker_url=broker.settings.url,
+            data_dir=data_dir,
+            hub_id="demo-home",
+            auto_opt_in=list(DEMO_BRANDS),
+            api_port=port,
+        )
+        brands = [
+            subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter, fixed arguments; no wait
+                [
+                    sys.executable,
+                    "-m",
+                    "hub",
+                    "brand",
+                    "run",
+                    brand_id,
+                    "--broker",
+                    broker.settings.url,
+                    "--state",
+                    str(data_dir / f"brand-{brand_id}.db"),
+                ],
+            )
+            for brand_id in DEMO_BRANDS
+        ]
+        names = ", ".join(load_manifest(b).name for b in DEMO_BRANDS)
+        url = f"http://127.0.0.1:{port}"
+        print(
+            f"""
+Foyer demo is running.
+  hub API        {url}  (OpenAPI: {url}/docs)
+  MQTT broker    {broker.settings.url}  (embedded)
+  demo brands    {names} (the household is opted in)
+  data           {data_dir}
+
+Talk to it:      foyer chat --url {url}
+Try:             « Où en est ma commande 4821 ? »   « Je veux transmettre mon relevé »
+Stop:            Ctrl-C
+""",
+            flush=True,
+        )
+        from hub.cli import _serve
+
+        try:
+            await _serve(create_app(settings), "127.0.0.1", port)
+        finally:
+            for process in brands:
+                process.terminate()
+            for process in brands:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(process.wait, 5)
+    return 0

@@ -1,0 +1,324 @@
+"""The hub's SQLite store (WAL): brands, opt-ins, conversations, messages, the outbox.
+
+Every change a household client can see bumps the row's ``seq``, a counter
+that only grows; a client that reconnects asks for ``seq > last_seen`` and
+misses nothing. Message ids are primary keys, so a redelivered envelope is
+recognised and stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from hub.errors import UnknownConversation
+from hub.outbox import Outbox, connect_sqlite
+from hub.protocol import Manifest, new_id, now_ms
+
+__all__ = ["BrandRow", "MessageRow", "Store"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS brands (
+    id TEXT PRIMARY KEY,
+    manifest TEXT NOT NULL,
+    opted_in INTEGER NOT NULL DEFAULT 0,
+    opted_at INTEGER,
+    online INTEGER NOT NULL DEFAULT 0,
+    status_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    brand_id TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'chat',          -- chat | notification
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_brand ON conversations(brand_id, updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    brand_id TEXT NOT NULL,
+    direction TEXT NOT NULL,                    -- out (home -> brand) | in (brand -> home)
+    type TEXT NOT NULL,                         -- message | reply | notification
+    text TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    author_kind TEXT NOT NULL,                  -- member | bot | human
+    author_name TEXT NOT NULL,
+    status TEXT NOT NULL,                       -- queued | sent | delivered | received
+    ref TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, created_at);
+"""
+
+_MESSAGE_COLUMNS = (
+    "id, seq, conversation_id, brand_id, direction, type, text, lang, author_kind,"
+    " author_name, status, ref, extra, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: str
+    seq: int
+    conversation_id: str
+    brand_id: str
+    direction: str
+    type: str
+    text: str
+    lang: str
+    author_kind: str
+    author_name: str
+    status: str
+    ref: str | None
+    extra: dict[str, Any]
+    created_at: int
+    updated_at: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> MessageRow:
+        values = dict(row)
+        values["extra"] = json.loads(values["extra"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class BrandRow:
+    manifest: Manifest
+    opted_in: bool
+    opted_at: int | None
+    online: bool
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+
+class Store:
+    """One SQLite file; methods are small transactions. Use as ``with Store(path) as store``."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._conn = connect_sqlite(path, synchronous=synchronous)
+        self._conn.executescript(SCHEMA)
+        self.outbox = Outbox(self._conn)
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
+        self._seq = int(row[0])
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    # --- meta ------------------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # --- brands ----------------------------------------------------------------------------
+
+    def upsert_manifest(self, manifest: Manifest) -> None:
+        self._conn.execute(
+            "INSERT INTO brands (id, manifest) VALUES (?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET manifest = excluded.manifest",
+            (manifest.id, manifest.model_dump_json()),
+        )
+
+    def brands(self) -> list[BrandRow]:
+        rows = self._conn.execute("SELECT * FROM brands ORDER BY id").fetchall()
+        return [self._brand(r) for r in rows]
+
+    def brand(self, brand_id: str) -> BrandRow | None:
+        row = self._conn.execute("SELECT * FROM brands WHERE id = ?", (brand_id,)).fetchone()
+        return self._brand(row) if row else None
+
+    @staticmethod
+    def _brand(row: sqlite3.Row) -> BrandRow:
+        return BrandRow(
+            manifest=Manifest.model_validate_json(row["manifest"]),
+            opted_in=bool(row["opted_in"]),
+            opted_at=row["opted_at"],
+            online=bool(row["online"]),
+        )
+
+    def set_opt_in(self, brand_id: str, opted_in: bool) -> None:
+        self._conn.execute(
+            "UPDATE brands SET opted_in = ?, opted_at = ? WHERE id = ?",
+            (int(opted_in), now_ms() if opted_in else None, brand_id),
+        )
+
+    def set_online(self, brand_id: str, online: bool) -> None:
+        self._conn.execute(
+            "UPDATE brands SET online = ?, status_at = ? WHERE id = ?",
+            (int(online), now_ms(), brand_id),
+        )
+
+    # --- conversations and messages --------------------------------------------------------
+
+    def create_conversation(
+        self, brand_id: str, *, kind: str = "chat", conversation_id: str | None = None
+    ) -> str:
+        conversation_id = conversation_id or new_id()
+        now = now_ms()
+        self._conn.execute(
+            "INSERT OR IGNORE INTO conversations (id, brand_id, kind, created_at, updated_at)"
+            " VALUES (?,?,?,?,?)",
+            (conversation_id, brand_id, kind, now, now),
+        )
+        return conversation_id
+
+    def conversation_brand(self, conversation_id: str) -> str:
+        row = self._conn.execute(
+            "SELECT brand_id FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownConversation(f"conversation {conversation_id!r} does not exist on this hub")
+        return str(row[0])
+
+    def conversations(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT c.id, c.brand_id, c.kind, c.created_at, c.updated_at,"
+            " (SELECT text FROM messages m WHERE m.conversation_id = c.id"
+            "  ORDER BY m.created_at DESC, m.seq DESC LIMIT 1) AS last_text,"
+            " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages"
+            " FROM conversations c ORDER BY c.updated_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def add_message(
+        self,
+        *,
+        message_id: str,
+        conversation_id: str,
+        brand_id: str,
+        direction: str,
+        type_: str,
+        text: str,
+        lang: str,
+        author_kind: str,
+        author_name: str,
+        status: str,
+        ref: str | None = None,
+        extra: dict[str, Any] | None = None,
+        created_at: int | None = None,
+    ) -> MessageRow | None:
+        """Insert a message; ``None`` if its id was already stored (a redelivery)."""
+        now = now_ms()
+        seq = self._seq + 1
+        inserted = self._conn.execute(
+            f"INSERT OR IGNORE INTO messages ({_MESSAGE_COLUMNS}) VALUES"  # noqa: S608 - constant
+            " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                message_id,
+                seq,
+                conversation_id,
+                brand_id,
+                direction,
+                type_,
+                text,
+                lang,
+                author_kind,
+                author_name,
+                status,
+                ref,
+                json.dumps(extra or {}),
+                created_at or now,
+                now,
+            ),
+        ).rowcount
+        if not inserted:
+            return None
+        self._seq = seq
+        self._conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+        return self.message(message_id)
+
+    def set_status(
+        self, message_id: str, status: str, *, only_from: tuple[str, ...] = ()
+    ) -> MessageRow | None:
+        """Move a message to ``status`` (optionally only from some statuses); the row if it changed."""
+        query = "UPDATE messages SET status = ?, seq = ?, updated_at = ? WHERE id = ? AND status != ?"
+        params: list[Any] = [status, self._seq + 1, now_ms(), message_id, status]
+        if only_from:
+            query += f" AND status IN ({','.join('?' * len(only_from))})"
+            params.extend(only_from)
+        if not self._conn.execute(query, params).rowcount:
+            return None
+        self._next_seq()
+        return self.message(message_id)
+
+    def message(self, message_id: str) -> MessageRow | None:
+        row = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?",  # noqa: S608 - constant
+            (message_id,),
+        ).fetchone()
+        return MessageRow.from_row(row) if row else None
+
+    def messages(self, conversation_id: str) -> list[MessageRow]:
+        self.conversation_brand(conversation_id)
+        rows = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"  # noqa: S608
+            " ORDER BY created_at, seq",
+            (conversation_id,),
+        ).fetchall()
+        return [MessageRow.from_row(r) for r in rows]
+
+    def changes_since(self, seq: int, limit: int = 500) -> list[MessageRow]:
+        rows = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+            (seq, limit),
+        ).fetchall()
+        return [MessageRow.from_row(r) for r in rows]
+
+    def notifications(self, limit: int = 100) -> list[MessageRow]:
+        rows = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE type = 'notification'"  # noqa: S608
+            " ORDER BY created_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [MessageRow.from_row(r) for r in rows]
+
+    def undelivered(self) -> list[MessageRow]:
+        rows = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'out'"  # noqa: S608
+            " AND status IN ('queued', 'sent') ORDER BY created_at",
+        ).fetchall()
+        return [MessageRow.from_row(r) for r in rows]

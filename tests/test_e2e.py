@@ -1,0 +1,165 @@
+"""End to end: HTTP/WebSocket client → hub process → real broker → brand adapter process → back.
+
+Every test runs against the embedded broker and against Mosquitto (see ``conftest.broker``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Broker, BrandRunner, HubRunner
+from tests.factories import next_event, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _online(hub: HubRunner, brand_id: str) -> None:
+    assert hub.client is not None
+    wait_for(lambda: hub.client.brand(brand_id)["online"], 20, f"{brand_id} online")  # type: ignore[union-attr]
+
+
+def test_message_reaches_brand_and_reply_comes_back_live(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    brands("instant").start()
+    _online(hub_runner, "instant")
+    with client.events() as ws:
+        response = client.send("Bonjour, est-ce que ça marche ?", brand="instant")
+        assert response.status_code == 202, response.text
+        sent = response.json()
+        assert sent["status"] == "accepted"
+        assert sent["notice"] is None
+        reply = next_event(ws, lambda e: e["event"] == "message" and e["data"]["direction"] == "in")
+    assert reply["data"]["text"] == "reçu #1: Bonjour, est-ce que ça marche ?"
+    assert reply["data"]["author_kind"] == "bot"
+    assert reply["data"]["ref"] == sent["message"]["id"]
+    messages = client.wait_reply(sent["conversation"])
+    assert len(messages) == 1
+    view = client.conversation(sent["conversation"])["messages"]
+    assert [m["direction"] for m in view] == ["out", "in"]
+    wait_for(lambda: client.conversation(sent["conversation"])["messages"][0]["status"] == "delivered",
+             10, "the brand's receipt")
+    # The conversation continues with the same brand without naming it.
+    again = client.send("Et une deuxième fois ?", conversation=sent["conversation"]).json()
+    assert again["brand"] == "instant"
+    replies = client.wait_reply(sent["conversation"], count=2)
+    assert replies[1]["text"] == "reçu #2: Et une deuxième fois ?"
+
+
+def test_brand_offline_message_is_queued_then_answered(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    response = client.send("Are you there?", brand="instant")
+    assert response.status_code == 202
+    sent = response.json()
+    assert sent["status"] == "queued"
+    assert "offline" in sent["notice"]
+    assert client.replies(sent["conversation"]) == []
+    brands("instant").start()
+    replies = client.wait_reply(sent["conversation"], timeout=20)
+    assert replies[0]["text"] == "received #1: Are you there?"
+
+
+def test_brand_stopped_mid_conversation_then_back(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    brand = brands("instant").start()
+    _online(hub_runner, "instant")
+    first = client.send("premier message", brand="instant").json()
+    client.wait_reply(first["conversation"])
+    brand.stop()
+    wait_for(lambda: not client.brand("instant")["online"], 15, "instant offline")
+    second = client.send("deuxième message", conversation=first["conversation"]).json()
+    assert second["status"] == "queued"
+    assert "hors ligne" in second["notice"]
+    brand.start()
+    replies = client.wait_reply(first["conversation"], count=2, timeout=20)
+    assert replies[1]["text"] == "reçu #2: deuxième message"
+
+
+def _handled(state: Path) -> dict[str, int]:
+    with sqlite3.connect(state) as conn:
+        rows = conn.execute("SELECT id, status FROM seen").fetchall()
+    return {row[0]: 1 for row in rows if row[1] == "handled"}
+
+
+def test_hub_killed_while_messages_flow_loses_nothing_and_duplicates_nothing(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner], broker: Broker
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    brand = brands("instant").start()
+    _online(hub_runner, "instant")
+    conversation = client.send("début", brand="instant").json()["conversation"]
+    accepted: list[str] = []
+    stop = threading.Event()
+    current = {"client": client}
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                response = current["client"].send(f"message {n}", conversation=conversation)
+            except httpx.HTTPError:
+                continue  # the hub is down: not accepted, so not owed
+            if response.status_code == 202:
+                accepted.append(response.json()["message"]["id"])
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    wait_for(lambda: len(accepted) >= 20, 20, "20 accepted messages")
+    hub_runner.kill()  # SIGKILL while the writer is still sending
+    killed_at = len(accepted)
+    current["client"] = hub_runner.start()
+    wait_for(lambda: len(accepted) >= killed_at + 10, 20, "10 more accepted after restart")
+    stop.set()
+    thread.join(10)
+    client = current["client"]
+    total = len(accepted) + 1  # plus "début"
+    view = wait_for(
+        lambda: (m := client.conversation(conversation)["messages"])
+        and sum(x["direction"] == "in" for x in m) >= total and m,
+        40,
+        f"{total} replies",
+    )
+    out_ids = [m["id"] for m in view if m["direction"] == "out"]
+    in_refs = [m["ref"] for m in view if m["direction"] == "in"]
+    assert set(accepted) <= set(out_ids), "an accepted message is missing from the conversation"
+    assert len(out_ids) == len(set(out_ids)) == total, "a message is shown twice"
+    assert sorted(in_refs) == sorted(out_ids), "each message has exactly one reply"
+    handled = _handled(brand.state)
+    assert set(out_ids) <= set(handled), "the brand did not handle every accepted message"
+    assert len(handled) == total, "the brand handled a message twice or handled one never accepted"
+
+
+def test_routing_from_text_and_asking_when_unclear(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
+) -> None:
+    hub_runner.opt_in = ["sportissimo", "energie_claire"]
+    client = hub_runner.start()
+    brands("sportissimo").start()
+    _online(hub_runner, "sportissimo")
+    unclear = client.send("Bonjour, j'ai une question")
+    assert unclear.status_code == 409
+    body = unclear.json()
+    assert body["error"] == "ambiguous_brand"
+    assert set(body["candidates"]) == {"sportissimo", "energie_claire"}
+    assert "Sportissimo" in body["message"]
+    routed = client.send("Où en est ma commande Sportisimo 4821 ?")  # typo on purpose
+    assert routed.status_code == 202, routed.text
+    assert routed.json()["brand"] == "sportissimo"
+    reply = client.wait_reply(routed.json()["conversation"])[0]
+    assert "4821" in reply["text"]
