@@ -29,11 +29,12 @@ __all__ = [
     "is_cancel",
     "is_no",
     "is_yes",
+    "keywords",
     "load_json",
     "mentions",
     "normalize",
-    "parse_quantity",
     "pick",
+    "quantities",
     "serve",
     "small_talk",
 ]
@@ -48,18 +49,43 @@ _DAYS = {
 }
 _MONTHS = {
     "fr": (
-        "janvier", "février", "mars", "avril", "mai", "juin",
-        "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
     ),
     "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ),
 }
 _LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss"})
 NBSP = "\u00a0"
 
 # --- matching -----------------------------------------------------------------------------------
+
+
+def keywords(spec: str) -> tuple[str, ...]:
+    """``"retour*, send back"`` → ``("retour*", "send back")``: a keyword list, easy to read."""
+    return tuple(word.strip() for word in spec.split(",") if word.strip())
 
 
 def normalize(text: str) -> str:
@@ -78,9 +104,7 @@ def _one_edit(a: str, b: str) -> bool:
     if len(a) == len(b):
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         return len(diff) == 1 or (
-            len(diff) == 2
-            and diff[1] == diff[0] + 1
-            and (a[diff[0]], a[diff[1]]) == (b[diff[1]], b[diff[0]])
+            len(diff) == 2 and diff[1] == diff[0] + 1 and (a[diff[0]], a[diff[1]]) == (b[diff[1]], b[diff[0]])
         )
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
     i = 0
@@ -99,7 +123,11 @@ def _word_matches(token: str, word: str, prefix: bool) -> bool:
     if token == word or (prefix and token.startswith(word)):
         return True
     # Cheap typo tolerance: one edit on long enough words ("comande", "horraires").
-    return len(word) >= 6 and len(token) >= 5 and _one_edit(token, word)
+    if len(word) < 6 or len(token) < 5:
+        return False
+    if prefix:
+        return any(_one_edit(token[: len(word) + extra], word) for extra in (-1, 0, 1))
+    return _one_edit(token, word)
 
 
 def mentions(text: str, keywords: Iterable[str]) -> bool:
@@ -116,20 +144,18 @@ def mentions(text: str, keywords: Iterable[str]) -> bool:
     return False
 
 
-_GREETINGS = (
-    "bonjour", "bonsoir", "salut", "coucou", "hello", "hi", "hey", "allo",
-    "good morning", "good afternoon", "good evening",
+_GREETINGS = keywords(
+    "bonjour, bonsoir, salut, coucou, hello, hi, hey, allo, good morning, good afternoon, good evening"
 )
 _THANKS = ("merci", "thanks", "thank you", "thx", "parfait", "perfect", "genial", "great")
-_GOODBYES = (
-    "au revoir", "bonne journee", "bonne soiree", "a bientot", "a plus", "bye", "goodbye",
-    "see you", "have a nice day", "have a good day",
+_GOODBYES = keywords(
+    "au revoir, bonne journee, bonne soiree, a bientot, a plus, bye, goodbye, see you, "
+    "have a nice day, have a good day"
 )
 _YES = ("oui", "ouais", "yes", "yep", "yeah", "ok", "okay", "d accord", "volontiers", "sure", "exact")
 _NO = ("non", "no", "nope", "pas du tout")
-_CANCEL = (
-    "annuler", "annule", "laisse tomber", "laissez tomber", "cancel", "never mind", "nevermind",
-    "forget it", "stop",
+_CANCEL = keywords(
+    "annuler, annule, laisse tomber, laissez tomber, cancel, never mind, nevermind, forget it, stop"
 )
 
 
@@ -171,15 +197,15 @@ def find_day(text: str, today: date) -> int | None:
 _QUANTITY_RE = re.compile(r"\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?")
 
 
-def parse_quantity(text: str, lang: Lang) -> float | None:
-    """The first number in raw ``text``, reading ``12 345``, ``12345,6`` and (English) ``12,345``."""
-    found = _QUANTITY_RE.search(text)
-    if found is None:
-        return None
-    raw = re.sub(r"[ \u00a0\u202f]", "", found.group())
-    if lang == "en" and re.fullmatch(r"\d{1,3}(,\d{3})+", raw):
-        raw = raw.replace(",", "")
-    return float(raw.replace(",", "."))
+def quantities(text: str, lang: Lang) -> list[float]:
+    """The numbers in raw ``text``, reading ``12 345``, ``12345,6`` and (English) ``12,345``."""
+    found: list[float] = []
+    for match in _QUANTITY_RE.finditer(text):
+        raw = re.sub(r"[ \u00a0\u202f]", "", match.group())
+        if lang == "en" and re.fullmatch(r"\d{1,3}(,\d{3})+", raw):
+            raw = raw.replace(",", "")
+        found.append(float(raw.replace(",", ".")))
+    return found
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -226,7 +252,7 @@ def load_json(path: Path) -> dict[str, Any]:
     """Read a bot's packaged ``data.json``."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
+        raise TypeError(f"{path} must hold a JSON object")
     return data
 
 

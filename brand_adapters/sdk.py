@@ -37,7 +37,7 @@ import aiomqtt
 
 from hub.errors import BrokerError, ProtocolError
 from hub.mqtt import BrokerSettings, MqttLink
-from hub.outbox import Outbox, connect_sqlite
+from hub.outbox import Outbox, connect_sqlite, pump
 from hub.protocol import (
     Author,
     Envelope,
@@ -51,6 +51,8 @@ from hub.protocol import (
     Topics,
     decode,
     encode,
+    now_ms,
+    peek_id,
 )
 
 __all__ = ["Answer", "BrandApp", "Incoming", "MessageHandler"]
@@ -66,7 +68,7 @@ CREATE TABLE IF NOT EXISTS seen (
     conversation TEXT,
     payload BLOB NOT NULL,
     status TEXT NOT NULL,          -- received | handled
-    received_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+    received_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS conversation_state (
     conversation TEXT PRIMARY KEY,
@@ -238,7 +240,9 @@ class BrandApp:
             envelope = decode(payload)
         except ProtocolError as err:
             log.warning("refused a payload from hub %s: %s", hub_id, err)
-            await self._send_now(hub_id, ErrorBody(code=err.code, message=str(err)), ref=None)
+            await self._send_now(
+                hub_id, ErrorBody(code=err.code, message=str(err)[:1000]), ref=peek_id(payload)
+            )
             return
         if envelope.sender != hub_id:
             log.warning("refused: envelope says sender %r on hub %r's topic", envelope.sender, hub_id)
@@ -266,9 +270,9 @@ class BrandApp:
             )
             return
         inserted = self._conn.execute(
-            "INSERT OR IGNORE INTO seen (id, hub_id, conversation, payload, status)"
-            " VALUES (?,?,?,?, 'received')",
-            (envelope.id, envelope.sender, envelope.conversation, encode(envelope)),
+            "INSERT OR IGNORE INTO seen (id, hub_id, conversation, payload, status, received_at)"
+            " VALUES (?,?,?,?, 'received', ?)",
+            (envelope.id, envelope.sender, envelope.conversation, encode(envelope), now_ms()),
         ).rowcount
         await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
         if inserted:
@@ -358,22 +362,9 @@ class BrandApp:
             log.warning("could not send %s to hub %s (it will retry): %s", kind, hub_id, err)
 
     async def _pump_outbox(self) -> None:
-        link = self._require_link()
-        while True:
-            wait_ms = self._outbox.next_due_in_ms()
-            timeout = 1.0 if wait_ms is None else min(wait_ms / 1000, 1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            if not link.connected:
-                continue
-            for item in self._outbox.due():
-                try:
-                    await link.publish(item.topic, item.payload)
-                except BrokerError as err:
-                    log.warning("outbox: %s stays queued: %s", item.id, err)
-                    break
-                self._outbox.attempted(item)
+        await pump(
+            self._outbox, self._require_link(), self._wake, peers=lambda: None, published=lambda _: None
+        )
 
 
 def _hub_topic(app: BrandApp, envelope: Envelope) -> str:

@@ -9,13 +9,21 @@ always safe (at-least-once on the wire, exactly-once in effect).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from hub.errors import BrokerError
 from hub.protocol import now_ms
 
-__all__ = ["Outbox", "OutboxItem", "connect_sqlite"]
+__all__ = ["Outbox", "OutboxItem", "Publisher", "connect_sqlite", "pump"]
+
+log = logging.getLogger(__name__)
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -116,8 +124,49 @@ class Outbox:
             row = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE peer = ?", (peer,)).fetchone()
         return int(row[0])
 
-    def next_due_in_ms(self) -> int | None:
-        row = self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
+    def next_due_in_ms(self, peers: set[str] | None = None) -> int | None:
+        """Milliseconds until the next attempt for ``peers`` (all when None); None if nothing waits."""
+        if peers is None:
+            row = self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
+        else:
+            marks = ",".join("?" * len(peers))
+            row = self._conn.execute(
+                f"SELECT MIN(next_attempt_at) FROM outbox WHERE peer IN ({marks})",  # noqa: S608
+                tuple(peers),
+            ).fetchone()
         if row[0] is None:
             return None
         return max(0, int(row[0]) - now_ms())
+
+
+class Publisher(Protocol):
+    @property
+    def connected(self) -> bool: ...
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+
+
+async def pump(
+    outbox: Outbox,
+    link: Publisher,
+    wake: asyncio.Event,
+    *,
+    peers: Callable[[], set[str] | None],
+    published: Callable[[OutboxItem], None],
+) -> None:
+    """Publish due items for reachable ``peers`` forever; sleep until woken or the next item is due."""
+    while True:
+        if link.connected:
+            for item in outbox.due(peers()):
+                try:
+                    await link.publish(item.topic, item.payload)
+                except BrokerError as err:
+                    log.warning("outbox: %s stays queued: %s", item.id, err)
+                    break
+                outbox.attempted(item)
+                published(item)
+        wait_ms = outbox.next_due_in_ms(peers())
+        timeout = 1.0 if wait_ms is None else min(max(wait_ms / 1000, 0.02), 1.0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await wake.wait()
+        wake.clear()

@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hub.errors import (
     InvalidEnvelope,
@@ -56,6 +56,7 @@ __all__ = [
     "encode",
     "new_id",
     "now_ms",
+    "peek_id",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -243,6 +244,13 @@ class Envelope(_Model):
     sealed: None = None
     sig: None = None
 
+    @model_validator(mode="after")
+    def _body_matches_type(self) -> Envelope:
+        expected = _BODIES[self.type]
+        if not isinstance(self.body, expected):
+            raise ValueError(f"a {self.type!r} envelope needs a {expected.__name__} body")  # noqa: TRY004 - pydantic wants ValueError
+        return self
+
     def encode(self) -> bytes:
         return encode(self)
 
@@ -255,6 +263,18 @@ def encode(envelope: Envelope) -> bytes:
             f"envelope {envelope.id} is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}"
         )
     return payload
+
+
+def peek_id(payload: bytes) -> str | None:
+    """The ``id`` of a payload that failed to decode, when it can be read, to address an error."""
+    try:
+        raw = json.loads(payload) if len(payload) <= MAX_PAYLOAD_BYTES else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    value = raw.get("id") if isinstance(raw, dict) else None
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]{8,64}", value):
+        return value
+    return None
 
 
 def _first_error(err: ValidationError) -> str:
@@ -274,7 +294,7 @@ def decode(payload: bytes) -> Envelope:
     if not isinstance(raw, dict):
         raise MalformedPayload(f"payload is a JSON {type(raw).__name__}; expected an object")
     version = raw.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise UnsupportedVersion(
             f"protocol version {version!r} is not supported; expected {PROTOCOL_VERSION}"
         )
@@ -284,9 +304,12 @@ def decode(payload: bytes) -> Envelope:
         raise UnknownMessageType(
             f"message type {kind!r} is unknown; expected one of {', '.join(MESSAGE_TYPES)}"
         )
+    missing = [key for key in ("id", "ts", "sender") if key not in raw]
+    if missing:
+        raise InvalidEnvelope(f"{kind} envelope is invalid: missing {', '.join(missing)}")
     try:
-        body = body_model.model_validate(raw.get("body"))
-        return Envelope.model_validate({**raw, "body": body})
+        body = body_model.model_validate(raw.get("body"), strict=True)
+        return Envelope.model_validate({**raw, "body": body}, strict=True)
     except ValidationError as err:
         raise InvalidEnvelope(f"{kind} envelope is invalid: {_first_error(err)}") from err
 

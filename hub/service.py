@@ -32,6 +32,7 @@ from hub.errors import (
 )
 from hub.i18n import say
 from hub.mqtt import MqttLink
+from hub.outbox import OutboxItem, pump
 from hub.protocol import (
     Envelope,
     ErrorBody,
@@ -45,6 +46,7 @@ from hub.protocol import (
     decode,
     encode,
     new_id,
+    peek_id,
 )
 from hub.router import Lang, Router, detect_lang
 from hub.store import BrandRow, MessageRow, Store
@@ -260,24 +262,14 @@ class Hub:
         return SendResult(message=row, brand=brand, notice=notice)
 
     async def _pump_outbox(self) -> None:
-        while True:
-            wait_ms = self.store.outbox.next_due_in_ms()
-            timeout = 1.0 if wait_ms is None else min(wait_ms / 1000, 1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            if not self.link.connected:
-                continue
-            online = {b.id for b in self.store.brands() if b.opted_in and b.online}
-            for item in self.store.outbox.due(peers=online):
-                try:
-                    await self.link.publish(item.topic, item.payload)
-                except BrokerError as err:
-                    log.warning("outbox: %s stays queued: %s", item.id, err)
-                    break
-                self.store.outbox.attempted(item)
-                self.stats["published"] += 1
-                self._emit_message(self.store.set_status(item.id, "sent", only_from=OUT_PENDING))
+        await pump(self.store.outbox, self.link, self._wake, peers=self._reachable, published=self._published)
+
+    def _reachable(self) -> set[str]:
+        return {b.id for b in self.store.brands() if b.opted_in and b.online}
+
+    def _published(self, item: OutboxItem) -> None:
+        self.stats["published"] += 1
+        self._emit_message(self.store.set_status(item.id, "sent", only_from=OUT_PENDING))
 
     # --- brand → household -----------------------------------------------------------------
 
@@ -332,7 +324,7 @@ class Hub:
                 )
             await self._accept(brand, envelope)
         except FoyerError as err:
-            await self._refuse_to(brand_id, err, _ref_of(payload))
+            await self._refuse_to(brand_id, err, peek_id(payload))
 
     async def _accept(self, brand: BrandRow, envelope: Envelope) -> None:
         match envelope.body:
@@ -448,16 +440,3 @@ class Hub:
             "refused_total": sum(self.refused.values()),
             "stats": dict(self.stats),
         }
-
-
-def _ref_of(payload: bytes) -> str | None:
-    """The id of a refused envelope, if it can be read, so the sender can match our error."""
-    head = payload[:4096] if len(payload) > 4096 else payload
-    marker = b'"id":'
-    start = head.find(marker)
-    if start < 0:
-        return None
-    rest = head[start + len(marker) :].lstrip()[1:]
-    end = rest.find(b'"')
-    candidate = rest[:end].decode(errors="replace") if end > 0 else ""
-    return candidate if 8 <= len(candidate) <= 64 and candidate.replace("-", "").isalnum() else None

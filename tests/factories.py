@@ -174,7 +174,7 @@ class RawMqtt:
     """A bare paho client, to play a misbehaving brand or a snooping subscriber."""
 
     def __init__(self, port: int, client_id: str) -> None:
-        import paho.mqtt.client as mqtt  # noqa: PLC0415 - only the tests that need it
+        import paho.mqtt.client as mqtt
 
         self.received: list[tuple[str, bytes]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)

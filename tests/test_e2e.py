@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Broker, BrandRunner, HubRunner
+from tests.conftest import BrandRunner, Broker, HubRunner
 from tests.factories import next_event, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,218 @@
+"""The hub core behind a fake MQTT link: persistence, outbox, receipts, dedup and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.errors import AmbiguousBrand, NotOptedIn, UnknownBrand, UnknownConversation
+from hub.protocol import (
+    MAX_PAYLOAD_BYTES,
+    Author,
+    Envelope,
+    LocalizedText,
+    Manifest,
+    NotificationBody,
+    PresenceBody,
+    ReceiptBody,
+    ReplyBody,
+    Topics,
+    new_id,
+)
+from hub.service import Hub
+from hub.store import Store
+
+TEXT = LocalizedText(fr="x", en="x")
+SHOP = Manifest(id="shop", name="Boutique Test", description=TEXT)
+OTHER = Manifest(id="other", name="Autre Marque", description=TEXT)
+
+
+class FakeLink:
+    """Records what the hub publishes; always connected."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, object]]] = []
+        self.subscriptions: set[str] = set()
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def subscribe(self, topic: str) -> None:
+        self.subscriptions.add(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self.subscriptions.discard(topic)
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.published.append((topic, json.loads(payload)))
+
+    def of_type(self, kind: str) -> list[dict[str, object]]:
+        return [p for _, p in self.published if p["type"] == kind]
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    with Store(tmp_path / "hub.db") as store:
+        link = FakeLink()
+        async with Hub(store, hub_id="home", directory=[SHOP, OTHER], link_factory=lambda _: link) as h:
+            await h.opt_in("shop")
+            yield h
+
+
+def fake(hub: Hub) -> FakeLink:
+    link = hub.link
+    assert isinstance(link, FakeLink)
+    return link
+
+
+async def online(hub: Hub, brand_id: str = "shop") -> None:
+    presence = Envelope(type="presence", sender=brand_id, body=PresenceBody(status="online"))
+    await hub.on_mqtt(Topics.status(brand_id), presence.encode(), True)
+
+
+async def from_brand(hub: Hub, envelope: Envelope | bytes, brand_id: str = "shop") -> None:
+    payload = envelope if isinstance(envelope, bytes) else envelope.encode()
+    await hub.on_mqtt(Topics.to_hub("home", brand_id), payload, False)
+
+
+def reply_to(conversation: str, text: str = "Bonjour !", **fields: object) -> Envelope:
+    return Envelope(type="reply", sender="shop", recipient="home", conversation=conversation,
+                    body=ReplyBody(text=text, author=Author(name="Bot")), **fields)  # type: ignore[arg-type]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+async def test_opt_in_subscribes_only_to_that_brand(hub: Hub) -> None:
+    assert fake(hub).subscriptions == {Topics.to_hub("home", "shop"), Topics.status("shop")}
+    await hub.opt_out("shop")
+    assert fake(hub).subscriptions == set()
+
+
+async def test_message_to_offline_brand_is_kept_then_published_when_it_returns(hub: Hub) -> None:
+    result = await hub.send("Où est mon colis ?", brand_id="shop")
+    assert result.message.status == "queued"
+    assert result.notice is not None
+    assert "Boutique Test est hors ligne" in result.notice
+    await settle()
+    assert fake(hub).of_type("message") == []
+    await online(hub)
+    await settle()
+    published = fake(hub).of_type("message")
+    assert [p["id"] for p in published] == [result.message.id]
+    assert hub.store.message(result.message.id).status == "sent"  # type: ignore[union-attr]
+    receipt = Envelope(type="receipt", sender="shop", ref=result.message.id, body=ReceiptBody())
+    await from_brand(hub, receipt)
+    assert hub.store.message(result.message.id).status == "delivered"  # type: ignore[union-attr]
+    assert hub.store.outbox.pending() == 0
+
+
+async def test_a_redelivered_reply_is_stored_once_and_acknowledged_each_time(hub: Hub) -> None:
+    await online(hub)
+    sent = await hub.send("Bonjour", brand_id="shop")
+    reply = reply_to(sent.message.conversation_id)
+    await from_brand(hub, reply)
+    await from_brand(hub, reply)
+    messages = hub.store.messages(sent.message.conversation_id)
+    assert [m.direction for m in messages] == ["out", "in"]
+    assert [r["ref"] for r in fake(hub).of_type("receipt")] == [reply.id, reply.id]
+    assert hub.stats["duplicates"] == 1
+
+
+async def test_notifications_open_their_own_conversation(hub: Hub) -> None:
+    note = Envelope(type="notification", sender="shop", recipient="home",
+                    body=NotificationBody(text="Votre colis est parti.", category="transactional"))
+    await from_brand(hub, note)
+    [row] = hub.store.notifications()
+    assert row.text == "Votre colis est parti."
+    assert row.extra["category"] == "transactional"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"{oops", "malformed_json"),
+        (b'{"v": 9, "type": "reply"}', "unsupported_version"),
+        (b'{"v": 1, "type": "hologram", "id": "0123456789"}', "unknown_type"),
+        (b'{"v": 1, "type": "reply", "id": "0123456789", "sender": "shop", "body": {}}',
+         "invalid_envelope"),
+        (b"x" * (MAX_PAYLOAD_BYTES + 10), "too_large"),
+    ],
+)
+async def test_bad_payloads_are_refused_counted_and_answered(hub: Hub, payload: bytes, code: str) -> None:
+    await online(hub)
+    kept = await hub.send("Un message déjà accepté", brand_id="shop")
+    await from_brand(hub, payload)
+    assert hub.refused[code] == 1
+    [error] = fake(hub).of_type("error")
+    assert error["body"]["code"] == code  # type: ignore[index]
+    if code == "unknown_type":
+        assert error["ref"] == "0123456789"
+    assert hub.store.message(kept.message.id) is not None
+    assert hub.health()["refused_total"] == 1
+
+
+async def test_reply_in_unknown_conversation_is_refused(hub: Hub) -> None:
+    await from_brand(hub, reply_to(new_id()))
+    assert hub.refused["unknown_conversation"] == 1
+    assert fake(hub).of_type("error")[0]["body"]["code"] == "unknown_conversation"  # type: ignore[index]
+
+
+async def test_a_brand_cannot_speak_in_another_brands_conversation(hub: Hub) -> None:
+    await hub.opt_in("other")
+    sent = await hub.send("Bonjour", brand_id="other")
+    await from_brand(hub, reply_to(sent.message.conversation_id))
+    assert hub.refused["unknown_conversation"] == 1
+    assert len(hub.store.messages(sent.message.conversation_id)) == 1
+
+
+async def test_sender_must_match_the_topic(hub: Hub) -> None:
+    sent = await hub.send("Bonjour", brand_id="shop")
+    forged = Envelope(type="reply", sender="other", conversation=sent.message.conversation_id,
+                      body=ReplyBody(text="je suis shop", author=Author(name="x")))
+    await from_brand(hub, forged)
+    assert hub.refused["invalid_envelope"] == 1
+
+
+async def test_messages_from_a_brand_not_opted_in_are_refused(hub: Hub) -> None:
+    note = Envelope(type="notification", sender="other", body=NotificationBody(text="Promo !"))
+    await from_brand(hub, note, brand_id="other")
+    assert hub.refused["not_opted_in"] == 1
+    assert hub.store.notifications() == []
+    await from_brand(hub, note, brand_id="nobody")
+    assert hub.refused["not_opted_in"] == 2
+
+
+async def test_send_refuses_what_it_cannot_route(hub: Hub) -> None:
+    with pytest.raises(UnknownBrand, match="'nope'"):
+        await hub.send("x", brand_id="nope")
+    with pytest.raises(NotOptedIn, match="'other' is not opted in"):
+        await hub.send("x", brand_id="other")
+    with pytest.raises(UnknownConversation):
+        await hub.send("x", conversation_id=new_id())
+    with pytest.raises(AmbiguousBrand):
+        await hub.send("bonjour")
+    assert (await hub.send("Boutique Test : ma commande ?")).brand.id == "shop"
+
+
+async def test_bad_topics_never_crash_the_hub(hub: Hub) -> None:
+    await hub.on_mqtt("foyer/v1/hub/someone-else/from/shop", b"{}", False)
+    await hub.on_mqtt("random/topic", b"{}", False)
+    assert hub.refused["bad_topic"] == 2
+
+
+async def test_every_change_is_visible_in_order_to_a_client_that_reconnects(hub: Hub) -> None:
+    await online(hub)
+    sent = await hub.send("Bonjour", brand_id="shop")
+    mark = hub.store.last_seq
+    await from_brand(hub, Envelope(type="receipt", sender="shop", ref=sent.message.id, body=ReceiptBody()))
+    await from_brand(hub, reply_to(sent.message.conversation_id))
+    changes = hub.store.changes_since(mark)
+    assert [(c.direction, c.status) for c in changes] == [("out", "delivered"), ("in", "received")]
