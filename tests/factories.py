@@ -60,14 +60,14 @@ class Proc:
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            )
         return self
 
     @property
