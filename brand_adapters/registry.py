@@ -9,6 +9,7 @@ discovered by scanning: what runs is what was reviewed.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol
@@ -16,7 +17,16 @@ from typing import Protocol
 from hub.errors import ManifestError, UnknownBrand
 from hub.protocol import Manifest
 
-__all__ = ["ADAPTERS", "DEMO_BRANDS", "Adapter", "adapter_dir", "load_adapter", "load_manifest", "manifests"]
+__all__ = [
+    "ADAPTERS",
+    "DEMO_BRANDS",
+    "TEST_BRANDS",
+    "Adapter",
+    "adapter_dir",
+    "load_adapter",
+    "load_manifest",
+    "manifests",
+]
 
 ADAPTERS: dict[str, str] = {
     "sportissimo": "brand_adapters.sportissimo",
@@ -25,6 +35,7 @@ ADAPTERS: dict[str, str] = {
 }
 
 DEMO_BRANDS: tuple[str, ...] = ("sportissimo", "energie_claire")
+TEST_BRANDS: frozenset[str] = frozenset({"instant"})  # in the directory only when asked for
 
 
 class Adapter(Protocol):
@@ -57,6 +68,14 @@ def load_adapter(adapter_id: str) -> ModuleType:
     return module
 
 
-def manifests() -> list[Manifest]:
-    """Every registered adapter's manifest: the hub's built-in brand directory."""
-    return [load_manifest(adapter_id) for adapter_id in ADAPTERS]
+def manifests(*, with_test: Iterable[str] = ()) -> list[Manifest]:
+    """The hub's built-in brand directory: every registered adapter's manifest.
+
+    Test brands (``TEST_BRANDS``) are left out unless named in ``with_test``.
+    """
+    wanted = set(with_test)
+    return [
+        load_manifest(adapter_id)
+        for adapter_id in ADAPTERS
+        if adapter_id not in TEST_BRANDS or adapter_id in wanted
+    ]

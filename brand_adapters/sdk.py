@@ -232,9 +232,13 @@ class BrandApp:
 
     async def _on_mqtt(self, topic: str, payload: bytes, retain: bool) -> None:
         try:
-            _, _, hub_id = Topics.parse(topic)
+            channel, owner, hub_id = Topics.parse(topic)
         except ValueError:
             log.warning("ignoring message on unexpected topic %s", topic)
+            return
+        if channel != "to_brand" or owner != self.brand_id:
+            # Some brokers (amqtt) deliver retained status/manifest to loose wildcard matches.
+            log.debug("ignoring %s: not this brand's inbox", topic)
             return
         try:
             envelope = decode(payload)

@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hub = Hub(
                 store,
                 hub_id=hub_id,
-                directory=manifests(),
+                directory=manifests(with_test=settings.auto_opt_in),
                 link_factory=lambda h: MqttLink(
                     broker, f"foyer-hub-{hub_id}", h.on_mqtt, on_connect=h.on_connect
                 ),

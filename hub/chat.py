@@ -11,6 +11,8 @@ import httpx
 from rich.console import Console
 from websockets.asyncio.client import connect
 
+from hub.router import normalize
+
 __all__ = ["run_chat"]
 
 HELP = (
@@ -27,6 +29,7 @@ class ChatSession:
         self.brand = brand
         self.conversation: str | None = None
         self.names: dict[str, str] = {}
+        self.pending: tuple[str, list[str]] | None = None  # a message waiting for "which brand?"
 
     async def show_brands(self) -> None:
         brands = (await self.http.get("/api/brands")).json()
@@ -48,7 +51,20 @@ class ChatSession:
         if suggestions:
             self.console.print("[dim]   suggestions : " + " · ".join(suggestions) + "[/]")
 
+    def _answers_question(self, text: str) -> str | None:
+        """The brand a member names in reply to "which brand?", if any."""
+        if self.pending is None:
+            return None
+        wanted = normalize(text)
+        return next(
+            (b for b in self.pending[1] if wanted in (normalize(b), normalize(self.names.get(b, b)))), None
+        )
+
     async def send(self, text: str) -> None:
+        chosen = self._answers_question(text)
+        if chosen is not None and self.pending is not None:
+            text, self.brand, self.conversation = self.pending[0], chosen, None
+        self.pending = None
         payload = {
             "text": text,
             "conversation": self.conversation,
@@ -62,7 +78,8 @@ class ChatSession:
             if body.get("notice"):
                 self.console.print(f"[yellow]ℹ {body['notice']}[/]")
         elif body.get("error") == "ambiguous_brand":
-            self.console.print(f"[yellow]? {body['message']}[/]  [dim](/marque ID)[/]")
+            self.pending = (text, body.get("candidates", []))
+            self.console.print(f"[yellow]? {body['message']}[/]")
         else:
             self.console.print(f"[red]✖ {body.get('message', response.text)}[/]")
 

@@ -1,0 +1,113 @@
+"""Bad input, over HTTP and over MQTT, against a real hub process: refused, explained, counted."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from hub.protocol import MAX_PAYLOAD_BYTES, Author, Envelope, ReplyBody, Topics, new_id
+from tests.conftest import BrandRunner, HubRunner
+from tests.factories import RawMqtt, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_http_errors_say_what_was_wrong(hub_runner: HubRunner) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    http = client.http
+    cases = [
+        (http.post("/api/messages", json={"text": "x", "brand": "nope"}), 404, "unknown_brand", "'nope'"),
+        (http.post("/api/messages", json={"text": "x", "brand": "sportissimo"}), 403, "not_opted_in",
+         "'sportissimo'"),
+        (http.post("/api/messages", json={"text": "x" * 4001, "brand": "instant"}), 422,
+         "invalid_request", "text: String should have at most 4000 characters"),
+        (http.post("/api/messages", json={"text": "", "brand": "instant"}), 422, "invalid_request",
+         "text"),
+        (http.post("/api/messages", content=b"{nope", headers={"content-type": "application/json"}),
+         422, "invalid_request", "JSON"),
+        (http.post("/api/messages", content=b"x" * (MAX_PAYLOAD_BYTES + 1),
+                   headers={"content-type": "application/json"}), 413, "too_large", "65537 bytes"),
+        (http.post("/api/messages", json={"text": "x", "conversation": new_id()}), 404,
+         "unknown_conversation", "does not exist"),
+        (http.post("/api/messages", json={"text": "bonjour"}), 409, "ambiguous_brand",
+         "À quelle marque"),
+        (http.post("/api/brands/ghost/opt-in"), 404, "unknown_brand", "'ghost'"),
+    ]
+    for response, status, code, words in cases:
+        body = response.json()
+        assert response.status_code == status, body
+        assert body["error"] == code, body
+        assert words in body["message"], body
+    refused = client.health()["refused"]
+    assert refused["http_invalid_request"] == 3
+    assert refused["http_unknown_brand"] == 2
+
+
+def test_bad_envelopes_from_a_brand_are_refused_answered_and_counted(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    brands("instant").start()
+    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    kept = client.send("un message accepté", brand="instant").json()
+    client.wait_reply(kept["conversation"])
+
+    rogue = RawMqtt(hub_runner.broker.port, "test-rogue-instant")
+    try:
+        rogue.subscribe(Topics.to_brand("instant", "test-home"))
+        topic = Topics.to_hub("test-home", "instant")
+        stray = Envelope(type="reply", sender="instant", conversation=new_id(),
+                         body=ReplyBody(text="hello", author=Author(name="x")))
+        payloads = {
+            "malformed_json": b"{this is not json",
+            "unsupported_version": json.dumps({"v": 7, "type": "reply"}).encode(),
+            "unknown_type": json.dumps({"v": 1, "type": "teleport", "id": "abcdefgh12"}).encode(),
+            "too_large": b'{"v": 1, "pad": "' + b"x" * (MAX_PAYLOAD_BYTES + 100) + b'"}',
+            "unknown_conversation": stray.encode(),
+        }
+        for payload in payloads.values():
+            rogue.publish(topic, payload)
+        errors = wait_for(
+            lambda: (e := [x for x in rogue.envelopes() if x.get("type") == "error"])
+            and len(e) >= len(payloads) and e,
+            15,
+            "an error envelope for each bad payload",
+        )
+        assert {e["body"]["code"] for e in errors} == set(payloads)
+        assert next(e for e in errors if e["body"]["code"] == "unknown_type")["ref"] == "abcdefgh12"
+        assert next(e for e in errors if e["body"]["code"] == "unknown_conversation")["ref"] == stray.id
+    finally:
+        rogue.close()
+    refused = client.health()["refused"]
+    for code in payloads:
+        assert refused[code] == 1, refused
+    # The hub kept running and kept what it had accepted.
+    assert len(client.conversation(kept["conversation"])["messages"]) == 2
+    again = client.send("toujours là ?", conversation=kept["conversation"]).json()
+    assert client.wait_reply(again["conversation"], count=2)[1]["text"] == "reçu #2: toujours là ?"
+
+
+def test_opted_out_brand_cannot_reach_the_household(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    brands("instant").start()
+    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    assert client.http.post("/api/brands/instant/opt-out").json()["opted_in"] is False
+    refused = client.send("encore ?", brand="instant")
+    assert refused.status_code == 403
+    rogue = RawMqtt(hub_runner.broker.port, "test-rogue-2")
+    try:
+        note = {"v": 1, "id": new_id(), "type": "notification", "sender": "instant", "ts": 1,
+                "body": {"text": "Promo !", "category": "marketing"}}
+        rogue.publish(Topics.to_hub("test-home", "instant"), json.dumps(note).encode())
+        time.sleep(1.0)  # time enough for a subscribed hub to have stored it
+    finally:
+        rogue.close()
+    assert client.http.get("/api/notifications").json() == []
