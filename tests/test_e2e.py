@@ -133,18 +133,22 @@ def test_hub_killed_while_messages_flow_loses_nothing_and_duplicates_nothing(
     total = len(accepted) + 1  # plus "début"
     view = wait_for(
         lambda: (m := client.conversation(conversation)["messages"])
-        and sum(x["direction"] == "in" for x in m) >= total and m,
+        and sum(x["direction"] == "in" for x in m) >= sum(x["direction"] == "out" for x in m) >= total
+        and m,
         40,
         f"{total} replies",
     )
-    out_ids = [m["id"] for m in view if m["direction"] == "out"]
+    out = [m for m in view if m["direction"] == "out"]
+    out_ids = [m["id"] for m in out]
     in_refs = [m["ref"] for m in view if m["direction"] == "in"]
     assert set(accepted) <= set(out_ids), "an accepted message is missing from the conversation"
-    assert len(out_ids) == len(set(out_ids)) == total, "a message is shown twice"
+    assert len(out_ids) == len(set(out_ids)), "a message is shown twice"
+    assert len({m["text"] for m in out}) == len(out), "a message was stored twice under two ids"
+    # At most one more than the 202s: a POST committed just as the hub died, its answer lost.
+    assert total <= len(out_ids) <= total + 1
     assert sorted(in_refs) == sorted(out_ids), "each message has exactly one reply"
     handled = _handled(brand.state)
-    assert set(out_ids) <= set(handled), "the brand did not handle every accepted message"
-    assert len(handled) == total, "the brand handled a message twice or handled one never accepted"
+    assert set(handled) == set(out_ids), "the brand handled a message twice or one never stored"
 
 
 def test_routing_from_text_and_asking_when_unclear(
