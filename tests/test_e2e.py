@@ -169,3 +169,24 @@ def test_routing_from_text_and_asking_when_unclear(
     assert routed.json()["brand"] == "sportissimo"
     reply = client.wait_reply(routed.json()["conversation"])[0]
     assert "4821" in reply["text"]
+
+
+def test_broker_restart_loses_nothing(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner], broker: Broker
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    brand = brands("instant").start()
+    _online(hub_runner, "instant")
+    first = client.send("avant la panne", brand="instant").json()
+    client.wait_reply(first["conversation"])
+    brand.stop()  # the brand is away while the broker restarts: messages wait in the hub's outbox
+    wait_for(lambda: not client.brand("instant")["online"], 15, "instant offline")
+    broker.restart()  # Mosquitto here keeps nothing on disk; the embedded broker never does
+    during = [client.send(f"pendant la panne {n}", conversation=first["conversation"]).json()
+              for n in range(5)]
+    assert all(d["status"] == "queued" for d in during)
+    wait_for(lambda: client.health()["broker_connected"], 30, "the hub reconnected")
+    brand.start()
+    replies = client.wait_reply(first["conversation"], count=6, timeout=40)
+    assert [r["text"] for r in replies[1:]] == [f"reçu #{n + 2}: pendant la panne {n}" for n in range(5)]
