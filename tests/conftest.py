@@ -50,7 +50,11 @@ def start_broker(kind: str, tmp_path: Path, extra_config: str = "") -> Broker:
     else:
         args = python_cmd("broker", "--port", str(port))
     proc = Proc(f"{kind}-broker", args, tmp_path / f"{kind}-broker.log").start()
-    wait_for(lambda: port_open(port), 15, f"{kind} broker on port {port}")
+    try:
+        wait_for(lambda: port_open(port) and proc.alive, 15, f"{kind} broker on port {port}")
+    except TimeoutError as err:
+        proc.stop()
+        raise TimeoutError(f"{err}; its log:\n{proc.output()[-2000:]}") from err
     return Broker(kind, port, proc)
 
 

@@ -103,7 +103,10 @@ def mosquitto_binary() -> str | None:
 
 
 def mosquitto_config(path: Path, port: int, extra: str = "") -> Path:
+    # Started as root (CI), Mosquitto would drop to the "mosquitto" user, who cannot read the
+    # test's private temp dir; the setting is ignored when not started as root.
     path.write_text(
+        "user root\n"
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
         "persistence false\n"
