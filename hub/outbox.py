@@ -139,6 +139,24 @@ class Outbox:
         return max(0, int(row[0]) - now_ms())
 
 
+async def _publish_due(
+    outbox: Outbox,
+    link: Publisher,
+    peers: Callable[[], set[str] | None],
+    published: Callable[[OutboxItem], None],
+) -> None:
+    if not link.connected:
+        return
+    for item in outbox.due(peers()):
+        try:
+            await link.publish(item.topic, item.payload)
+        except BrokerError as err:
+            log.warning("outbox: %s stays queued: %s", item.id, err)
+            return
+        outbox.attempted(item)
+        published(item)
+
+
 class Publisher(Protocol):
     @property
     def connected(self) -> bool: ...
@@ -155,15 +173,12 @@ async def pump(
 ) -> None:
     """Publish due items for reachable ``peers`` forever; sleep until woken or the next item is due."""
     while True:
-        if link.connected:
-            for item in outbox.due(peers()):
-                try:
-                    await link.publish(item.topic, item.payload)
-                except BrokerError as err:
-                    log.warning("outbox: %s stays queued: %s", item.id, err)
-                    break
-                outbox.attempted(item)
-                published(item)
+        try:
+            await _publish_due(outbox, link, peers, published)
+        except Exception:  # noqa: BLE001 - e.g. a locked database: log, wait, try again
+            log.exception("outbox pass failed; retrying in a second")
+            await asyncio.sleep(1.0)
+            continue
         wait_ms = outbox.next_due_in_ms(peers())
         timeout = 1.0 if wait_ms is None else min(max(wait_ms / 1000, 0.02), 1.0)
         with contextlib.suppress(TimeoutError):

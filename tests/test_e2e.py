@@ -53,6 +53,10 @@ def test_message_reaches_brand_and_reply_comes_back_live(
     assert again["brand"] == "instant"
     replies = client.wait_reply(sent["conversation"], count=2)
     assert replies[1]["text"] == "reçu #2: Et une deuxième fois ?"
+    # A client that reconnects with ?since= gets everything it missed, in order.
+    with client.events(since=reply["data"]["seq"]) as ws:
+        missed = next_event(ws, lambda e: e["event"] == "message" and e["data"]["direction"] == "in")
+    assert missed["data"]["text"] == "reçu #2: Et une deuxième fois ?"
 
 
 def test_brand_offline_message_is_queued_then_answered(
