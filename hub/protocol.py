@@ -141,6 +141,9 @@ class Topics:
     def manifest(brand_id: str) -> str:
         return f"foyer/v1/brand/{check_id('brand', brand_id)}/manifest"
 
+    ALL_MANIFESTS = "foyer/v1/brand/+/manifest"
+    """What a hub subscribes to for its brand directory (public, retained)."""
+
     @staticmethod
     def parse(topic: str) -> tuple[str, str, str]:
         """Split a Foyer topic into ``(channel, owner, sender)``.

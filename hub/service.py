@@ -24,6 +24,7 @@ from hub.errors import (
     BrokerError,
     FoyerError,
     InvalidEnvelope,
+    ManifestError,
     NotOptedIn,
     ProtocolError,
     UnknownBrand,
@@ -113,6 +114,7 @@ class Hub:
 
     async def __aenter__(self) -> Self:
         self._link = self._link_factory(self)
+        await self._link.subscribe(Topics.ALL_MANIFESTS)
         for brand in self.store.brands():
             if brand.opted_in:
                 await self._follow(brand.id)
@@ -282,10 +284,32 @@ class Hub:
             return
         if channel == "status":
             self._on_status(owner, payload)
+        elif channel == "manifest":
+            self._on_manifest(owner, payload)
         elif channel == "to_hub" and owner == self.hub_id:
             await self._on_envelope(sender, payload)
         else:
             self._refuse("bad_topic", f"topic {topic!r} is not for hub {self.hub_id!r}")
+
+    def _on_manifest(self, brand_id: str, payload: bytes) -> None:
+        """A brand announces itself: add it to the directory (the household still has to opt in)."""
+        if not payload:
+            return  # a cleared retained message
+        try:
+            manifest = Manifest.from_json(payload, source=f"manifest of {brand_id!r}")
+        except ManifestError as err:
+            self._refuse(err.code, str(err))
+            return
+        if manifest.id != brand_id:
+            self._refuse("invalid_manifest", f"manifest for {manifest.id!r} on {brand_id!r}'s topic")
+            return
+        known = self.store.brand(brand_id)
+        if known is not None and known.manifest == manifest:
+            return
+        self.store.upsert_manifest(manifest)
+        self.router.add(manifest)
+        log.info("brand directory: %s %s", "updated" if known else "new brand", brand_id)
+        self._emit("brand", self._brand_event(brand_id))
 
     def _on_status(self, brand_id: str, payload: bytes) -> None:
         brand = self.store.brand(brand_id)

@@ -81,8 +81,14 @@ async def from_brand(hub: Hub, envelope: Envelope | bytes, brand_id: str = "shop
 
 
 def reply_to(conversation: str, text: str = "Bonjour !", **fields: object) -> Envelope:
-    return Envelope(type="reply", sender="shop", recipient="home", conversation=conversation,
-                    body=ReplyBody(text=text, author=Author(name="Bot")), **fields)  # type: ignore[arg-type]
+    return Envelope(
+        type="reply",
+        sender="shop",
+        recipient="home",
+        conversation=conversation,
+        body=ReplyBody(text=text, author=Author(name="Bot")),
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 async def settle() -> None:
@@ -91,9 +97,23 @@ async def settle() -> None:
 
 
 async def test_opt_in_subscribes_only_to_that_brand(hub: Hub) -> None:
-    assert fake(hub).subscriptions == {Topics.to_hub("home", "shop"), Topics.status("shop")}
+    directory = Topics.ALL_MANIFESTS
+    assert fake(hub).subscriptions == {directory, Topics.to_hub("home", "shop"), Topics.status("shop")}
     await hub.opt_out("shop")
-    assert fake(hub).subscriptions == set()
+    assert fake(hub).subscriptions == {directory}
+
+
+async def test_a_brand_announcing_its_manifest_joins_the_directory_not_the_household(hub: Hub) -> None:
+    acme = Manifest(id="acme", name="Acmé Services", aliases=["acme"], description=TEXT)
+    await hub.on_mqtt(Topics.manifest("acme"), acme.model_dump_json().encode(), True)
+    assert hub.brand("acme").manifest == acme
+    assert hub.brand("acme").opted_in is False
+    with pytest.raises(NotOptedIn):
+        await hub.send("une question pour acme")
+    await hub.on_mqtt(Topics.manifest("acme"), b'{"id": "acme"}', True)
+    await hub.on_mqtt(Topics.manifest("evil"), acme.model_dump_json().encode(), True)
+    assert hub.refused["invalid_manifest"] == 2
+    assert hub.store.brand("evil") is None
 
 
 async def test_message_to_offline_brand_is_kept_then_published_when_it_returns(hub: Hub) -> None:
@@ -127,8 +147,12 @@ async def test_a_redelivered_reply_is_stored_once_and_acknowledged_each_time(hub
 
 
 async def test_notifications_open_their_own_conversation(hub: Hub) -> None:
-    note = Envelope(type="notification", sender="shop", recipient="home",
-                    body=NotificationBody(text="Votre colis est parti.", category="transactional"))
+    note = Envelope(
+        type="notification",
+        sender="shop",
+        recipient="home",
+        body=NotificationBody(text="Votre colis est parti.", category="transactional"),
+    )
     await from_brand(hub, note)
     [row] = hub.store.notifications()
     assert row.text == "Votre colis est parti."
@@ -141,8 +165,7 @@ async def test_notifications_open_their_own_conversation(hub: Hub) -> None:
         (b"{oops", "malformed_json"),
         (b'{"v": 9, "type": "reply"}', "unsupported_version"),
         (b'{"v": 1, "type": "hologram", "id": "0123456789"}', "unknown_type"),
-        (b'{"v": 1, "type": "reply", "id": "0123456789", "sender": "shop", "body": {}}',
-         "invalid_envelope"),
+        (b'{"v": 1, "type": "reply", "id": "0123456789", "sender": "shop", "body": {}}', "invalid_envelope"),
         (b"x" * (MAX_PAYLOAD_BYTES + 10), "too_large"),
     ],
 )
@@ -175,8 +198,12 @@ async def test_a_brand_cannot_speak_in_another_brands_conversation(hub: Hub) -> 
 
 async def test_sender_must_match_the_topic(hub: Hub) -> None:
     sent = await hub.send("Bonjour", brand_id="shop")
-    forged = Envelope(type="reply", sender="other", conversation=sent.message.conversation_id,
-                      body=ReplyBody(text="je suis shop", author=Author(name="x")))
+    forged = Envelope(
+        type="reply",
+        sender="other",
+        conversation=sent.message.conversation_id,
+        body=ReplyBody(text="je suis shop", author=Author(name="x")),
+    )
     await from_brand(hub, forged)
     assert hub.refused["invalid_envelope"] == 1
 
