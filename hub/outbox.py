@@ -175,7 +175,7 @@ async def pump(
     while True:
         try:
             await _publish_due(outbox, link, peers, published)
-        except Exception:  # noqa: BLE001 - e.g. a locked database: log, wait, try again
+        except Exception:  # e.g. a locked database: log, wait, try again
             log.exception("outbox pass failed; retrying in a second")
             await asyncio.sleep(1.0)
             continue
