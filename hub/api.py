@@ -13,21 +13,27 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict
 from typing import Annotated, Any, Literal, TypedDict
 
-from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brand_adapters.registry import manifests
 from hub.broker import EmbeddedBroker, free_port
+from hub.devices import Device, Role
 from hub.errors import (
     AmbiguousBrand,
+    Forbidden,
     FoyerError,
     NotOptedIn,
+    PairingFailed,
     PayloadTooLarge,
+    Unauthorized,
     UnknownBrand,
     UnknownConversation,
 )
@@ -41,7 +47,12 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-_STATUS = {
+COOKIE = "foyer_token"
+
+_STATUS: dict[type[FoyerError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    PairingFailed: 403,
     UnknownBrand: 404,
     UnknownConversation: 404,
     NotOptedIn: 403,
@@ -72,9 +83,46 @@ def _brand_json(brand: BrandRow) -> dict[str, Any]:
     }
 
 
-def _hub_of(request: Request) -> Hub:
+class PairRequest(BaseModel):
+    code: Annotated[str, Field(min_length=4, max_length=20, description="The code the hub shows.")]
+    name: Annotated[str, Field(min_length=1, max_length=60, description="This device's name.")]
+
+
+class CodeRequest(BaseModel):
+    role: Role = "member"
+
+
+def _hub_of(request: HTTPConnection) -> Hub:
     hub: Hub = request.state.hub
     return hub
+
+
+def _token(connection: HTTPConnection) -> str | None:
+    """The device token: ``Authorization: Bearer``, the web app's cookie, or (WebSocket) ``?token=``."""
+    header = connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    if connection.cookies.get(COOKIE):
+        return connection.cookies[COOKIE]
+    if connection.scope["type"] == "websocket":
+        return connection.query_params.get("token")
+    return None
+
+
+def member(request: Request) -> Device:
+    """Any paired device that was not revoked."""
+    return _hub_of(request).store.devices.authenticate(_token(request))
+
+
+def admin(request: Request) -> Device:
+    device = member(request)
+    if not device.is_admin:
+        raise Forbidden(f"device {device.name!r} is a member device; this needs an admin device")
+    return device
+
+
+Member = Annotated[Device, Depends(member)]
+Admin = Annotated[Device, Depends(admin)]
 
 
 class _BodyLimit:
@@ -154,7 +202,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body: dict[str, Any] = {"error": err.code, "message": str(err)}
         if isinstance(err, AmbiguousBrand):
             body["candidates"] = err.candidates
-        return JSONResponse(body, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -165,8 +214,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"error": "invalid_request", "message": f"{where}: {first['msg']}"}, status_code=422
         )
 
+    _device_routes(app)
     _routes(app)
     return app
+
+
+def _device_routes(app: FastAPI) -> None:
+    @app.post("/api/pair", tags=["devices"])
+    async def pair(request: Request, body: PairRequest, response: Response) -> dict[str, Any]:
+        """Trade a one-time pairing code for a device token (also set as an HttpOnly cookie)."""
+        device, token = _hub_of(request).store.devices.pair(body.code, body.name)
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            max_age=10 * 365 * 24 * 3600,
+            secure=request.url.scheme == "https",
+        )
+        return {"token": token, "device": asdict(device)}
+
+    @app.get("/api/me", tags=["devices"])
+    async def me(device: Member) -> dict[str, Any]:
+        return asdict(device)
+
+    @app.post("/api/pairing-codes", tags=["devices"])
+    async def pairing_code(request: Request, _: Admin, body: CodeRequest) -> dict[str, Any]:
+        """A one-time code (valid 10 minutes) for pairing another device."""
+        return {
+            "code": _hub_of(request).store.devices.create_code(body.role),
+            "role": body.role,
+            "expires_in_s": 600,
+        }
+
+    @app.get("/api/devices", tags=["devices"])
+    async def devices(request: Request, _: Admin) -> list[dict[str, Any]]:
+        return [asdict(d) for d in _hub_of(request).store.devices.list()]
+
+    @app.delete("/api/devices/{device_id}", tags=["devices"])
+    async def revoke(request: Request, _: Admin, device_id: str) -> dict[str, Any]:
+        """Revoke a device: its token stops working on its next request."""
+        if not _hub_of(request).store.devices.revoke(device_id):
+            raise Unauthorized(f"no active device {device_id!r}")
+        return {"revoked": device_id}
 
 
 def _routes(app: FastAPI) -> None:
@@ -176,26 +267,26 @@ def _routes(app: FastAPI) -> None:
         return _hub_of(request).health()
 
     @app.get("/api/brands", tags=["brands"])
-    async def brands(request: Request) -> list[dict[str, Any]]:
+    async def brands(request: Request, _: Member) -> list[dict[str, Any]]:
         """The brand directory, with the household's opt-ins and each brand's presence."""
         return [_brand_json(b) for b in _hub_of(request).store.brands()]
 
     @app.get("/api/brands/{brand_id}", tags=["brands"])
-    async def brand(request: Request, brand_id: str) -> dict[str, Any]:
+    async def brand(request: Request, _: Member, brand_id: str) -> dict[str, Any]:
         return _brand_json(_hub_of(request).brand(brand_id))
 
     @app.post("/api/brands/{brand_id}/opt-in", tags=["brands"])
-    async def opt_in(request: Request, brand_id: str) -> dict[str, Any]:
+    async def opt_in(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:
         """Open the door to this brand: the hub starts listening to it."""
         return _brand_json(await _hub_of(request).opt_in(brand_id))
 
     @app.post("/api/brands/{brand_id}/opt-out", tags=["brands"])
-    async def opt_out(request: Request, brand_id: str) -> dict[str, Any]:
+    async def opt_out(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:
         """Close the door: the hub stops listening and refuses its messages."""
         return _brand_json(await _hub_of(request).opt_out(brand_id))
 
     @app.post("/api/messages", status_code=202, tags=["conversations"])
-    async def send(request: Request, body: SendRequest) -> dict[str, Any]:
+    async def send(request: Request, _: Member, body: SendRequest) -> dict[str, Any]:
         """Accept a member's message; it is stored before this answers, then delivered."""
         result = await _hub_of(request).send(
             body.text, brand_id=body.brand, conversation_id=body.conversation, lang=body.lang
@@ -209,11 +300,11 @@ def _routes(app: FastAPI) -> None:
         }
 
     @app.get("/api/conversations", tags=["conversations"])
-    async def conversations(request: Request) -> list[dict[str, Any]]:
+    async def conversations(request: Request, _: Member) -> list[dict[str, Any]]:
         return _hub_of(request).store.conversations()
 
     @app.get("/api/conversations/{conversation_id}", tags=["conversations"])
-    async def conversation(request: Request, conversation_id: str) -> dict[str, Any]:
+    async def conversation(request: Request, _: Member, conversation_id: str) -> dict[str, Any]:
         store = _hub_of(request).store
         messages = store.messages(conversation_id)
         return {
@@ -223,11 +314,11 @@ def _routes(app: FastAPI) -> None:
         }
 
     @app.get("/api/notifications", tags=["conversations"])
-    async def notifications(request: Request) -> list[dict[str, Any]]:
+    async def notifications(request: Request, _: Member) -> list[dict[str, Any]]:
         return [m.as_dict() for m in _hub_of(request).store.notifications()]
 
     @app.get("/api/changes", tags=["conversations"])
-    async def changes(request: Request, since: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    async def changes(request: Request, _: Member, since: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
         """Every message created or changed after ``since`` (the polling twin of the WebSocket)."""
         store = _hub_of(request).store
         return {"last_seq": store.last_seq, "messages": [m.as_dict() for m in store.changes_since(since)]}
@@ -240,6 +331,12 @@ def _routes(app: FastAPI) -> None:
         so a client that reconnects misses nothing.
         """
         hub: Hub = websocket.state.hub
+        try:
+            hub.store.devices.authenticate(_token(websocket))
+        except Unauthorized as err:
+            hub.refused["ws_unauthorized"] += 1
+            await websocket.close(code=4401, reason=str(err)[:120])
+            return
         await websocket.accept()
         async with hub.listen() as queue:
             if since is not None:

@@ -106,7 +106,8 @@ class ChatSession:
 async def _listen(session: ChatSession, ws_url: str) -> None:
     since: int | None = None
     while True:
-        url = ws_url if since is None else f"{ws_url}?since={since}"
+        joiner = "&" if "?" in ws_url else "?"
+        url = ws_url if since is None else f"{ws_url}{joiner}since={since}"
         try:
             async with connect(url) as ws:
                 async for raw in ws:
@@ -124,19 +125,29 @@ async def _listen(session: ChatSession, ws_url: str) -> None:
         await asyncio.sleep(1)
 
 
-async def run_chat(url: str, *, brand: str | None = None) -> int:
+async def run_chat(url: str, *, brand: str | None = None, token: str | None = None) -> int:
     console = Console()
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http:
         try:
             health = (await http.get("/api/health")).json()
+            me = await http.get("/api/me")
         except httpx.HTTPError as err:
             console.print(f"[red]Impossible de joindre le hub sur {url} : {err}[/]")
+            return 1
+        if me.status_code == 401:
+            console.print(
+                "[red]Ce terminal n'est pas appairé.[/] Sur le hub : [bold]foyer pair[/], "
+                "puis ici : [bold]foyer login CODE[/]"
+            )
             return 1
         session = ChatSession(console, http, brand)
         console.print(f"[bold]Foyer[/] — hub {health['hub_id']}")
         await session.show_brands()
         console.print(HELP)
         ws_url = url.replace("http", "ws", 1) + "/api/events"
+        if token:
+            ws_url += f"?token={token}"
         listener = asyncio.create_task(_listen(session, ws_url), name="chat-listen")
         try:
             while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -15,6 +16,55 @@ import httpx
 __all__ = ["main"]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+
+
+def _tokens_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "foyer" / "tokens.json"
+
+
+def load_token(url: str) -> str | None:
+    """The device token for the hub at ``url``: ``FOYER_TOKEN``, else the one saved by ``foyer login``."""
+    if os.environ.get("FOYER_TOKEN"):
+        return os.environ["FOYER_TOKEN"]
+    try:
+        tokens: dict[str, str] = json.loads(_tokens_file().read_text())
+    except (OSError, ValueError):
+        return None
+    return tokens.get(url.rstrip("/"))
+
+
+def save_token(url: str, token: str) -> Path:
+    """Remember a device token for ``url`` in a file only this user can read."""
+    path = _tokens_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        tokens: dict[str, str] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        tokens = {}
+    tokens[url.rstrip("/")] = token
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(tokens, out, indent=1)
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def _client(url: str) -> httpx.Client:
+    token = load_token(url)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, timeout=10, headers=headers)
+
+
+def _fail(response: httpx.Response) -> int:
+    try:
+        message = response.json().get("message", response.text)
+    except ValueError:
+        message = response.text
+    print(message, file=sys.stderr)
+    if response.status_code == 401:
+        print("pair this terminal first: foyer pair (on the hub), then foyer login CODE", file=sys.stderr)
+    return 1
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -106,16 +156,18 @@ def cmd_brand_list(_: argparse.Namespace) -> int:
 
 
 def cmd_brands(args: argparse.Namespace) -> int:
-    with httpx.Client(base_url=args.url, timeout=10) as client:
+    with _client(args.url) as client:
         if args.action in ("opt-in", "opt-out"):
             if not args.brand:
                 print(f"foyer brands {args.action} needs a brand id", file=sys.stderr)
                 return 2
             response = client.post(f"/api/brands/{args.brand}/{args.action}")
             if response.is_error:
-                print(response.json().get("message", response.text), file=sys.stderr)
-                return 1
-        brands = client.get("/api/brands").json()
+                return _fail(response)
+        response = client.get("/api/brands")
+        if response.is_error:
+            return _fail(response)
+        brands = response.json()
     for brand in brands:
         mark = "✔" if brand["opted_in"] else "·"
         presence = "en ligne" if brand["online"] else "hors ligne"
@@ -124,7 +176,7 @@ def cmd_brands(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with httpx.Client(base_url=args.url, timeout=10) as client:
+    with _client(args.url) as client:
         health = client.get("/api/health").json()
     for key, value in health.items():
         print(f"{key:18} {value}")
@@ -134,7 +186,51 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from hub.chat import run_chat
 
-    return asyncio.run(run_chat(args.url, brand=args.brand))
+    return asyncio.run(run_chat(args.url, brand=args.brand, token=load_token(args.url)))
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    """On the hub itself: print a one-time pairing code (whoever can read the database is the owner)."""
+    from hub.settings import get_settings
+    from hub.store import Store
+
+    settings = get_settings(**_hub_overrides(args))
+    with Store(settings.database) as store:
+        code = store.devices.create_code(args.role)
+    if args.quiet:
+        print(code)
+    else:
+        role = "administrateur" if args.role == "admin" else "membre"
+        print(f"Code d'appairage ({role}), valable 10 minutes : {code}")
+        print(f"Pairing code ({args.role}), valid for 10 minutes: {code}")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    """Pair this terminal with a code the hub showed, and remember its token."""
+    with httpx.Client(base_url=args.url, timeout=10) as client:
+        response = client.post("/api/pair", json={"code": args.code, "name": args.name})
+    if response.is_error:
+        return _fail(response)
+    body = response.json()
+    path = save_token(args.url, body["token"])
+    print(f"Appareil « {body['device']['name']} » appairé ({body['device']['role']}); jeton dans {path}")
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    with _client(args.url) as client:
+        if args.action == "revoke":
+            response = client.delete(f"/api/devices/{args.device}")
+            if response.is_error:
+                return _fail(response)
+        response = client.get("/api/devices")
+        if response.is_error:
+            return _fail(response)
+    for device in response.json():
+        state = "révoqué" if device["revoked_at"] else "actif"
+        print(f"{device['id']}  {device['role']:6}  {state:8}  {device['name']}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -149,11 +245,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="foyer", description="Foyer, the household brand hub.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_server_commands(sub: Any) -> None:
+    """What runs on the hub's machine: demo, hub, broker, brand adapters."""
     demo = sub.add_parser("demo", help="embedded broker + hub + demo brands, on one machine")
     demo.add_argument("--port", type=int, default=8765, help="HTTP port (another if busy)")
     demo.add_argument("--broker-port", type=int, default=1883, help="MQTT port (another if busy)")
@@ -191,10 +284,27 @@ def _parser() -> argparse.ArgumentParser:
     listing = brand.add_parser("list", help="registered brand adapters")
     listing.set_defaults(func=cmd_brand_list)
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foyer", description="Foyer, the household brand hub.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_server_commands(sub)
+
+    pair = sub.add_parser("pair", help="on the hub: show a one-time code to pair a new device")
+    pair.add_argument("--role", choices=["member", "admin"], default="member")
+    pair.add_argument("--db", dest="db_path", help="the hub's SQLite file")
+    pair.add_argument("--data-dir", help="the hub's data directory")
+    pair.add_argument("--quiet", action="store_true", help="print the code only")
+    pair.set_defaults(func=cmd_pair)
+
     for name, func, text in (
         ("chat", cmd_chat, "talk to your brands in the terminal"),
         ("brands", cmd_brands, "list brands, opt in or out"),
         ("status", cmd_status, "the hub's health and counters"),
+        ("login", cmd_login, "pair this terminal with a code from the hub"),
+        ("devices", cmd_devices, "paired devices; revoke one (admin)"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("--url", default=os.environ.get("FOYER_URL", DEFAULT_URL))
@@ -204,6 +314,10 @@ def _parser() -> argparse.ArgumentParser:
         "action", nargs="?", default="list", choices=["list", "opt-in", "opt-out"]
     )
     sub.choices["brands"].add_argument("brand", nargs="?")
+    sub.choices["login"].add_argument("code", help="the code `foyer pair` showed")
+    sub.choices["login"].add_argument("--name", default=f"terminal {os.uname().nodename}")
+    sub.choices["devices"].add_argument("action", nargs="?", default="list", choices=["list", "revoke"])
+    sub.choices["devices"].add_argument("device", nargs="?")
     return parser
 
 

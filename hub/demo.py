@@ -12,7 +12,9 @@ from pathlib import Path
 from brand_adapters.registry import DEMO_BRANDS, load_manifest
 from hub.api import create_app
 from hub.broker import EmbeddedBroker, free_port
+from hub.cli import _serve, save_token
 from hub.settings import get_settings
+from hub.store import Store
 
 __all__ = ["run_demo"]
 
@@ -55,6 +57,10 @@ async def run_demo(*, port: int = 8765, broker_port: int = 1883, data_dir: Path 
         ]
         names = ", ".join(load_manifest(b).name for b in DEMO_BRANDS)
         url = f"http://127.0.0.1:{port}"
+        with Store(settings.database) as store:  # pair this terminal, and offer a code for another device
+            _, token = store.devices.pair(store.devices.create_code("admin"), "terminal de la démo")
+            code = store.devices.create_code("member")
+        tokens = save_token(url, token)
         print(
             f"""
 Foyer demo is running.
@@ -63,13 +69,13 @@ Foyer demo is running.
   demo brands    {names} (the household is opted in)
   data           {data_dir}
 
-Talk to it:      foyer chat --url {url}
+Talk to it:      foyer chat --url {url}   (this user is paired as admin: {tokens})
+Another device:  foyer login {code} --url {url}   (one-time code, 10 minutes)
 Try:             « Où en est ma commande 4821 ? »   « Je veux transmettre mon relevé »
 Stop:            Ctrl-C
 """,
             flush=True,
         )
-        from hub.cli import _serve
 
         try:
             await _serve(create_app(settings), "127.0.0.1", port)

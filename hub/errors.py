@@ -13,7 +13,11 @@
     │   └── AmbiguousBrand     the text names none or several brands: ask, don't guess
     ├── UnknownConversation    a conversation id the hub never opened (``unknown_conversation``)
     ├── ManifestError          a brand manifest that does not validate
-    └── BrokerError            the MQTT side refused or failed an operation
+    ├── BrokerError            the MQTT side refused or failed an operation
+    └── AuthError              a household device is not allowed to do this
+        ├── Unauthorized       no valid device token (``unauthorized``, HTTP 401)
+        ├── Forbidden          the device's role may not do this (``forbidden``, HTTP 403)
+        └── PairingFailed      a wrong, used or expired pairing code (``pairing_failed``)
 
 Each error carries a machine ``code`` (the same string the wire's error
 envelope uses) and a message that names the bad value and what was expected.
@@ -23,15 +27,19 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousBrand",
+    "AuthError",
     "BrokerError",
+    "Forbidden",
     "FoyerError",
     "InvalidEnvelope",
     "MalformedPayload",
     "ManifestError",
     "NotOptedIn",
+    "PairingFailed",
     "PayloadTooLarge",
     "ProtocolError",
     "RoutingError",
+    "Unauthorized",
     "UnknownBrand",
     "UnknownConversation",
     "UnknownMessageType",
@@ -101,3 +109,19 @@ class ManifestError(FoyerError):
 
 class BrokerError(FoyerError):
     code = "broker"
+
+
+class AuthError(FoyerError):
+    code = "unauthorized"
+
+
+class Unauthorized(AuthError):
+    code = "unauthorized"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+
+
+class PairingFailed(AuthError):
+    code = "pairing_failed"

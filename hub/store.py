@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from hub.devices import Devices
 from hub.errors import UnknownConversation
 from hub.outbox import Outbox, connect_sqlite
 from hub.protocol import Manifest, new_id, now_ms
@@ -114,6 +115,7 @@ class Store:
         self._conn = connect_sqlite(path, synchronous=synchronous)
         self._conn.executescript(SCHEMA)
         self.outbox = Outbox(self._conn)
+        self.devices = Devices(self._conn)
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
         self._seq = int(row[0])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,11 +85,12 @@ class HubRunner:
     proc: Proc | None = None
     client: HubClient | None = None
     port: int = 0
+    token: str = ""
 
     def start(self) -> HubClient:
         self.port = free_port()
         args = python_cmd(
-            "hub", "--broker", self.broker.url, "--data-dir", str(self.tmp_path / "hub"),
+            "hub", "--broker", self.broker.url, "--data-dir", str(self.data_dir),
             "--port", str(self.port), "--hub-id", self.hub_id,
         )
         for brand_id in self.opt_in:
@@ -96,8 +98,15 @@ class HubRunner:
         self.proc = Proc("hub", args, self.tmp_path / "hub.log").start()
         client = HubClient(f"http://127.0.0.1:{self.port}")
         wait_for(lambda: client.health()["broker_connected"], 20, "the hub to be ready")
+        if not self.token:
+            self.token = pair_device(self.data_dir, client, "admin")
+        client.authorize(self.token)
         self.client = client
         return client
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp_path / "hub"
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -137,6 +146,16 @@ class BrandRunner:
     def kill(self) -> None:
         if self.proc is not None:
             self.proc.kill()
+
+
+def pair_device(data_dir: Path, client: HubClient, role: str = "member", name: str = "test") -> str:
+    """Pair a device as a member would: a code from `foyer pair` on the hub, then POST /api/pair."""
+    shown = subprocess.run(python_cmd("pair", "--role", role, "--quiet", "--data-dir", str(data_dir)),
+                           capture_output=True, text=True, check=True, timeout=30)
+    response = client.http.post("/api/pair", json={"code": shown.stdout.strip(), "name": name})
+    response.raise_for_status()
+    token: str = response.json()["token"]
+    return token
 
 
 @pytest.fixture

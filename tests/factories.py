@@ -120,9 +120,16 @@ def mosquitto_config(path: Path, port: int, extra: str = "") -> Path:
 class HubClient:
     """What a household client does: HTTP calls and the WebSocket event stream."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
         self.base_url = base_url
+        self.token = token
         self.http = httpx.Client(base_url=base_url, timeout=10)
+        if token:
+            self.authorize(token)
+
+    def authorize(self, token: str) -> None:
+        self.token = token
+        self.http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.http.close()
@@ -149,7 +156,9 @@ class HubClient:
 
     def events(self, since: int | None = None) -> ClientConnection:
         url = self.base_url.replace("http", "ws", 1) + "/api/events"
-        return connect(url if since is None else f"{url}?since={since}", open_timeout=10)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        query = "" if since is None else f"?since={since}"
+        return connect(url + query, open_timeout=10, additional_headers=headers)
 
     def wait_reply(self, conversation_id: str, count: int = 1, timeout: float = 15) -> list[dict[str, Any]]:
         return list(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -22,7 +23,8 @@ def test_demo_starts_on_other_ports_when_busy_and_answers_in_french_and_english(
         http_port = busy_http.getsockname()[1]
         mqtt_port = busy_mqtt.getsockname()[1]
         demo = Proc("demo", python_cmd("demo", "--port", str(http_port), "--broker-port", str(mqtt_port),
-                                       "--data-dir", str(tmp_path / "demo")), tmp_path / "demo.log")
+                                       "--data-dir", str(tmp_path / "demo")), tmp_path / "demo.log",
+                    env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
         demo.start()
         try:
             banner = wait_for(lambda: "Foyer demo is running" in demo.output() and demo.output(), 30,
@@ -30,7 +32,9 @@ def test_demo_starts_on_other_ports_when_busy_and_answers_in_french_and_english(
             moved = re.search(r"hub HTTP: port \d+ is busy, using (\d+) instead", banner)
             assert moved, banner
             assert re.search(r"MQTT broker: port \d+ is busy, using \d+ instead", banner), banner
-            client = HubClient(f"http://127.0.0.1:{moved.group(1)}")
+            url = f"http://127.0.0.1:{moved.group(1)}"
+            tokens = json.loads((tmp_path / "config" / "foyer" / "tokens.json").read_text())
+            client = HubClient(url, token=tokens[url])  # the demo paired this user's terminal
             wait_for(lambda: all(b["online"] for b in client.http.get("/api/brands").json()
                                  if b["opted_in"]), 30, "the demo brands online")
             opted = {b["id"] for b in client.http.get("/api/brands").json() if b["opted_in"]}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, start_broker
+from tests.conftest import Broker, pair_device, start_broker
 from tests.factories import HubClient, Proc, free_port, python_cmd, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +57,7 @@ def test_hub_and_brand_over_tls(tls_broker: tuple[Broker, int, Path], tmp_path: 
     client = HubClient(f"http://127.0.0.1:{http_port}")
     try:
         wait_for(lambda: client.health()["broker_connected"], 20, "the hub on TLS")
+        client.authorize(pair_device(tmp_path / "hub", client))
         wait_for(lambda: client.brand("instant")["online"], 20, "the brand on TLS")
         sent = client.send("par TLS", brand="instant").json()
         assert client.wait_reply(sent["conversation"])[0]["text"] == "reçu #1: par TLS"
