@@ -49,6 +49,8 @@ from typing import Any, TypeVar
 
 import httpx
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +59,7 @@ HUB_ID = "bench-home"
 TARGET_P50_RATIO = 3.0
 TARGET_P99_RATIO = 10.0
 OP_TIMEOUT = 10.0  # seconds for any single message to come back
+STALL_S = 3.0  # a WebSocket silent this long while replies are missing: ask the hub why
 
 T = TypeVar("T")
 
@@ -140,7 +143,8 @@ class Proc:
     popen: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
 
-    def start(self) -> Proc:
+    def start(self, stack: ExitStack) -> Proc:
+        """Spawn the process; ``stack`` stops it on the way out, whatever happens next."""
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.started_at = time.perf_counter()
             self.popen = subprocess.Popen(
@@ -151,6 +155,7 @@ class Proc:
                 cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        stack.callback(self.stop)
         return self
 
     @property
@@ -188,7 +193,7 @@ def mosquitto_binary(explicit: str | None) -> str:
     raise SystemExit("mosquitto is not installed (apt-get install mosquitto) — pass --mosquitto PATH")
 
 
-def start_mosquitto(binary: str, workdir: Path) -> tuple[Proc, int]:
+def start_mosquitto(binary: str, workdir: Path, stack: ExitStack) -> tuple[Proc, int]:
     port = free_port()
     config = workdir / "mosquitto.conf"
     config.write_text(
@@ -200,18 +205,23 @@ def start_mosquitto(binary: str, workdir: Path) -> tuple[Proc, int]:
         "log_type error\n"
         "log_type warning\n"
     )
-    proc = Proc("mosquitto", [binary, "-c", str(config)], workdir / "mosquitto.log").start()
-    wait_until(lambda: proc.check_alive() or port_open(port), 10, f"mosquitto on port {port}")
+    proc = Proc("mosquitto", [binary, "-c", str(config)], workdir / "mosquitto.log").start(stack)
+
+    def listening() -> bool:
+        proc.check_alive()
+        return port_open(port)
+
+    wait_until(listening, 10, f"mosquitto on port {port}")
     return proc, port
 
 
-def start_embedded_broker(workdir: Path) -> tuple[Proc, int]:
+def start_embedded_broker(workdir: Path, stack: ExitStack) -> tuple[Proc, int]:
     port = free_port()
     proc = Proc(
         "embedded-broker",
         [sys.executable, "-m", "hub", "broker", "--port", str(port)],
         workdir / "embedded-broker.log",
-    ).start()
+    ).start(stack)
 
     def ready() -> int | None:
         proc.check_alive()
@@ -246,6 +256,35 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+class CpuMeter:
+    """CPU seconds used by named processes (and this one) between ``start`` and ``stop``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._cpu: dict[str, float] = {}
+        self._wall = 0.0
+
+    def _now(self) -> dict[str, float]:
+        used = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        times = os.times()
+        used["client (this script)"] = times.user + times.system
+        return used
+
+    def start(self) -> None:
+        self._cpu, self._wall = self._now(), time.perf_counter()
+
+    def stop(self, messages: int) -> dict[str, dict[str, float]]:
+        """Per process: ``ms_per_msg`` and ``core_pct`` (100 = one core busy) over the window."""
+        wall = time.perf_counter() - self._wall
+        return {
+            name: {
+                "ms_per_msg": 1000 * (used - self._cpu[name]) / messages,
+                "core_pct": 100 * (used - self._cpu[name]) / wall,
+            }
+            for name, used in self._now().items()
+        }
+
+
 # --- the floor: paho → Mosquitto → paho echo → back ----------------------------------------------
 
 
@@ -254,9 +293,7 @@ class Paho:
 
     def __init__(self, port: int, client_id: str) -> None:
         self.nodelay = False
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
-        )
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         self.client.max_inflight_messages_set(200)
         self.client.on_socket_open = self._socket_open
         self._connected = threading.Event()
@@ -293,11 +330,15 @@ class FloorResult:
     nodelay_on_both_sockets: bool
 
 
-def measure_floor(port: int, n: int, warmup: int, m: int, window: int, payload_bytes: int) -> FloorResult:
+def measure_floor(port: int, *, n: int, warmup: int, m: int, window: int, payload_bytes: int) -> FloorResult:
     token = uuid.uuid4().hex[:8]
     ping, pong = f"bench/{token}/ping", f"bench/{token}/pong"
     echo = Paho(port, f"bench-echo-{token}")
-    echo.client.on_message = lambda client, _u, msg: client.publish(pong, msg.payload, qos=1)
+
+    def on_ping(client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        client.publish(pong, msg.payload, qos=1)
+
+    echo.client.on_message = on_ping
     echo.subscribe(ping)
     client = Paho(port, f"bench-client-{token}")
     replies: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -369,6 +410,9 @@ class FoyerResult:
     throughput_messages: int
     concurrency: int
     latency_under_load: Stats
+    all_accepted_s: float
+    cpu_latency_phase: dict[str, dict[str, float]]
+    cpu_throughput_phase: dict[str, dict[str, float]]
     startup: StartupResult
     hub_rss_mb: float
     hub_peak_rss_mb: float
@@ -377,21 +421,29 @@ class FoyerResult:
     broker: str
 
 
-def start_hub(broker_port: int, workdir: Path) -> tuple[Proc, httpx.Client, float, float]:
+def start_hub(broker_port: int, workdir: Path, stack: ExitStack) -> tuple[Proc, httpx.Client, float, float]:
     port = free_port()
     proc = Proc(
         "hub",
         [
-            sys.executable, "-m", "hub", "hub",
-            "--broker", f"mqtt://127.0.0.1:{broker_port}",
-            "--data-dir", str(workdir / "hub-data"),
-            "--port", str(port),
-            "--hub-id", HUB_ID,
-            "--opt-in", BRAND,
+            sys.executable,
+            "-m",
+            "hub",
+            "hub",
+            "--broker",
+            f"mqtt://127.0.0.1:{broker_port}",
+            "--data-dir",
+            str(workdir / "hub-data"),
+            "--port",
+            str(port),
+            "--hub-id",
+            HUB_ID,
+            "--opt-in",
+            BRAND,
         ],
         workdir / "hub.log",
-    ).start()
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=OP_TIMEOUT)
+    ).start(stack)
+    http = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=OP_TIMEOUT))
 
     def health() -> dict[str, Any]:
         proc.check_alive()
@@ -405,16 +457,23 @@ def start_hub(broker_port: int, workdir: Path) -> tuple[Proc, httpx.Client, floa
     return proc, http, http_up, ready
 
 
-def start_brand(broker_port: int, workdir: Path, http: httpx.Client) -> tuple[Proc, float]:
+def start_brand(broker_port: int, workdir: Path, http: httpx.Client, stack: ExitStack) -> tuple[Proc, float]:
     proc = Proc(
         f"brand-{BRAND}",
         [
-            sys.executable, "-m", "hub", "brand", "run", BRAND,
-            "--broker", f"mqtt://127.0.0.1:{broker_port}",
-            "--state", str(workdir / f"brand-{BRAND}.db"),
+            sys.executable,
+            "-m",
+            "hub",
+            "brand",
+            "run",
+            BRAND,
+            "--broker",
+            f"mqtt://127.0.0.1:{broker_port}",
+            "--state",
+            str(workdir / f"brand-{BRAND}.db"),
         ],
         workdir / f"brand-{BRAND}.log",
-    ).start()
+    ).start(stack)
 
     def online() -> bool:
         proc.check_alive()
@@ -422,6 +481,31 @@ def start_brand(broker_port: int, workdir: Path, http: httpx.Client) -> tuple[Pr
 
     wait_until(online, 30, f"brand {BRAND} to be online")
     return proc, time.perf_counter() - proc.started_at
+
+
+def authenticate(http: httpx.Client, workdir: Path) -> None:
+    """Pair the benchmark as a device if the hub's API asks for one (401), like a household client.
+
+    The pairing code comes from ``python -m hub pair`` run on the hub's data directory, as its
+    owner would do; the token then goes in ``Authorization: Bearer`` on HTTP and the WebSocket.
+    """
+    if http.get(f"/api/brands/{BRAND}").status_code != 401:
+        return
+    pair = subprocess.run(
+        [sys.executable, "-m", "hub", "pair", "--data-dir", str(workdir / "hub-data"), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    lines = pair.stdout.split()
+    if pair.returncode != 0 or not lines:
+        raise RuntimeError(f"the hub wants a device token and `hub pair` failed: {pair.stderr[-1000:]}")
+    response = http.post("/api/pair", json={"code": lines[-1], "name": "latency benchmark"})
+    if response.is_error:
+        raise RuntimeError(f"pairing with the hub failed: {response.status_code} {response.text}")
+    http.headers["Authorization"] = f"Bearer {response.json()['token']}"
 
 
 def post(http: httpx.Client, text: str) -> str:
@@ -505,30 +589,67 @@ class ReplyCollector:
             with self.changed:
                 self.changed.notify_all()
 
-    def wait_all(self, ids: set[str], timeout: float) -> None:
+    def wait_all(self, ids: set[str], timeout: float, diagnose: Callable[[int], str | None]) -> None:
+        """Wait until every id in ``ids`` has its reply; when the stream goes quiet, ask ``diagnose``.
+
+        ``diagnose(missing)`` returns an explanation to fail with (or None to keep waiting).
+        """
         deadline = time.monotonic() + timeout
-        with self.changed:
-            while not ids <= self.arrived.keys():
+        seen, quiet_since = -1, time.monotonic()
+        while True:
+            with self.changed:
                 if self.error is not None:
                     raise RuntimeError(f"WebSocket reader failed: {self.error!r}")
+                missing = len(ids - self.arrived.keys())
+                if not missing:
+                    return
+                if len(self.arrived) != seen:
+                    seen, quiet_since = len(self.arrived), time.monotonic()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    missing = len(ids - self.arrived.keys())
                     raise TimeoutError(f"{missing}/{len(ids)} replies missing after {timeout:.0f} s")
-                self.changed.wait(remaining)
+                self.changed.wait(min(remaining, 0.5))
+            if time.monotonic() - quiet_since > STALL_S:
+                problem = diagnose(missing)
+                if problem:
+                    raise RuntimeError(problem)
+                quiet_since = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(2)
 
 
+def replies_stored(http: httpx.Client) -> int | None:
+    """How many replies the hub has stored (its own counter, independent of the event stream)."""
+    try:
+        return int(http.get("/api/health").json()["stats"]["reply_received"])
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return None
+
+
 def measure_e2e_throughput(
-    base_url: str, ws: ClientConnection, m: int, concurrency: int
-) -> tuple[float, Stats]:
+    control: httpx.Client, ws: ClientConnection, m: int, concurrency: int
+) -> tuple[float, Stats, float]:
+    """(replies/s, latency of each message under that load, seconds until every POST was accepted)."""
+    stored_before = replies_stored(control)
+
+    def diagnose(missing: int) -> str | None:
+        stored_now = replies_stored(control)
+        if stored_before is None or stored_now is None or stored_now - stored_before < m + 1:
+            return None  # the hub is still catching up (or does not say): keep waiting
+        return (
+            f"the hub stored all {m} replies but {missing} never came on the WebSocket, which stayed"
+            " open and silent: the hub drops a listener whose event queue (1000) overflows without"
+            " closing it. Use a smaller --m (or fewer --concurrency)."
+        )
+
     collector = ReplyCollector(ws)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     try:
-        with httpx.Client(base_url=base_url, timeout=30, limits=limits) as http:
+        with httpx.Client(
+            base_url=control.base_url, headers=control.headers, timeout=30, limits=limits
+        ) as http:
             post(http, "warm-up")  # open one connection before the clock starts
             sent_at: dict[str, float] = {}
             lock = threading.Lock()
@@ -542,12 +663,13 @@ def measure_e2e_throughput(
             started = time.perf_counter()
             with ThreadPoolExecutor(concurrency, thread_name_prefix="poster") as pool:
                 list(pool.map(one, range(m)))
-            collector.wait_all(set(sent_at), timeout=120)
+            all_accepted = time.perf_counter() - started
+            collector.wait_all(set(sent_at), timeout=90, diagnose=diagnose)
             finished = max(collector.arrived[mid] for mid in sent_at)
     finally:
         collector.stop()
     under_load = Stats.of([collector.arrived[mid] - at for mid, at in sent_at.items()])
-    return m / (finished - started), under_load
+    return m / (finished - started), under_load, all_accepted
 
 
 def idle_cpu(pid: int, seconds: float) -> float:
@@ -560,28 +682,38 @@ def idle_cpu(pid: int, seconds: float) -> float:
 
 def measure_foyer(
     broker_kind: str,
+    *,
     mosquitto_port: int,
+    mosquitto_pid: int,
     workdir: Path,
     stack: ExitStack,
     args: argparse.Namespace,
 ) -> FoyerResult:
     if broker_kind == "embedded":
-        broker_proc, broker_port = start_embedded_broker(workdir)
-        stack.callback(broker_proc.stop)
+        broker_proc, broker_port = start_embedded_broker(workdir, stack)
+        broker_pid = broker_proc.pid
     else:
-        broker_port = mosquitto_port
-    hub, http, http_up, hub_ready = start_hub(broker_port, workdir)
-    stack.callback(hub.stop)
-    stack.callback(http.close)
-    brand, brand_online = start_brand(broker_port, workdir, http)
-    stack.callback(brand.stop)
+        broker_port, broker_pid = mosquitto_port, mosquitto_pid
+    hub, http, http_up, hub_ready = start_hub(broker_port, workdir, stack)
+    authenticate(http, workdir)
+    brand, brand_online = start_brand(broker_port, workdir, http, stack)
     ws_url = str(http.base_url).rstrip("/").replace("http", "ws", 1) + "/api/events"
     # A large receive buffer: the hub drops a listener whose queue fills up (1000 events).
-    ws = connect(ws_url, open_timeout=OP_TIMEOUT, max_queue=4096)
+    ws = connect(
+        ws_url,
+        open_timeout=OP_TIMEOUT,
+        max_queue=4096,
+        additional_headers={k: v for k, v in http.headers.items() if k.lower() == "authorization"},
+    )
     stack.callback(ws.close)
 
+    meter = CpuMeter({"hub": hub.pid, f"brand {BRAND}": brand.pid, f"broker ({broker_kind})": broker_pid})
+    meter.start()
     latency, stages = measure_e2e_latency(http, ws, args.n, args.warmup)
-    throughput, under_load = measure_e2e_throughput(str(http.base_url), ws, args.m, args.concurrency)
+    cpu_latency = meter.stop(args.n + args.warmup)
+    meter.start()
+    throughput, under_load, all_accepted = measure_e2e_throughput(http, ws, args.m, args.concurrency)
+    cpu_throughput = meter.stop(args.m + 1)
     hub.check_alive()
     brand.check_alive()
     time.sleep(0.5)  # let the last receipts and status updates settle
@@ -594,6 +726,9 @@ def measure_foyer(
         throughput_messages=args.m,
         concurrency=args.concurrency,
         latency_under_load=under_load,
+        all_accepted_s=all_accepted,
+        cpu_latency_phase=cpu_latency,
+        cpu_throughput_phase=cpu_throughput,
         startup=StartupResult(hub_http_up_s=http_up, hub_ready_s=hub_ready, brand_online_s=brand_online),
         hub_rss_mb=rss,
         hub_peak_rss_mb=peak,
@@ -610,6 +745,7 @@ def measure_foyer(
 class Report:
     floor: FloorResult
     foyer: FoyerResult
+    settings: dict[str, Any] = field(default_factory=dict)
     ratios: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -625,10 +761,13 @@ def render(report: Report) -> str:
     floor, foyer = report.floor, report.foyer
     broker = "Mosquitto" if foyer.broker == "mosquitto" else "embedded amqtt broker"
     rows = [
-        ("floor  paho→Mosquitto→paho echo", floor.latency, floor.throughput_msgs_s,
-         f"window {floor.window}"),
-        (f"foyer  HTTP POST→WS reply ({foyer.broker})", foyer.latency, foyer.throughput_msgs_s,
-         f"{foyer.concurrency} posters, {foyer.throughput_messages} msgs"),
+        ("floor  paho→Mosquitto→paho echo", floor.latency, floor.throughput_msgs_s, f"window {floor.window}"),
+        (
+            f"foyer  HTTP POST→WS reply ({foyer.broker})",
+            foyer.latency,
+            foyer.throughput_msgs_s,
+            f"{foyer.concurrency} posters, {foyer.throughput_messages} msgs",
+        ),
     ]
     lines = [
         f"{'path':<42}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'msg/s':>9}  throughput setup",
@@ -645,14 +784,23 @@ def render(report: Report) -> str:
     ]
     for name, ratio in report.ratios.items():
         verdict = "meets" if ratio["meets"] else "misses"
-        lines.append(
-            f"{f'{name}(foyer) / {name}(floor)':<42}{ratio['ratio']:>8.1f}x{ratio['target']:>8.0f}x  {verdict}"
-        )
+        label = f"{name}(foyer) / {name}(floor)"
+        lines.append(f"{label:<42}{ratio['ratio']:>8.1f}x{ratio['target']:>8.0f}x  {verdict}")
     lines += ["", "foyer e2e, where the time goes (p50 since the POST, one message at a time):"]
     lines += [f"  {stage:<40}{ms:>9.2f} ms" for stage, ms in foyer.stages_p50_ms.items()]
     load = foyer.latency_under_load
     lines += [
-        f"  {'latency under the throughput load':<40}{load.p50_ms:>9.2f} ms p50, {load.p99_ms:.2f} ms p99",
+        f"  {'each message in the throughput burst':<40}{load.p50_ms:>9.2f} ms p50, {load.p99_ms:.2f} ms p99",
+        f"  {'all throughput POSTs accepted after':<40}{foyer.all_accepted_s * 1000:>9.0f} ms",
+        "",
+        f"{'CPU per message (ms)':<42}{'one by one':>12}{'throughput':>12}{'busy % there':>14}",
+    ]
+    for name, one in foyer.cpu_latency_phase.items():
+        busy = foyer.cpu_throughput_phase[name]
+        lines.append(
+            f"  {name:<40}{one['ms_per_msg']:>12.2f}{busy['ms_per_msg']:>12.2f}{busy['core_pct']:>13.0f}%"
+        )
+    lines += [
         "",
         f"{'hub start-up: spawn → HTTP answers':<42}{foyer.startup.hub_http_up_s:>9.2f} s",
         f"{'hub start-up: spawn → broker_connected':<42}{foyer.startup.hub_ready_s:>9.2f} s",
@@ -681,8 +829,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--floor-m", type=int, default=5000, help="messages for the floor's throughput")
     parser.add_argument("--window", type=int, default=50, help="floor messages in flight (default 50)")
     parser.add_argument("--payload", type=int, default=256, help="floor payload bytes (default 256)")
-    parser.add_argument("--broker", choices=["mosquitto", "embedded"], default="mosquitto",
-                        help="broker for the Foyer part; the floor always uses Mosquitto")
+    parser.add_argument(
+        "--broker",
+        choices=["mosquitto", "embedded"],
+        default="mosquitto",
+        help="broker for the Foyer part; the floor always uses Mosquitto",
+    )
     parser.add_argument("--mosquitto", help="mosquitto binary (default /usr/sbin/mosquitto)")
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="idle CPU window (default 3 s)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -713,22 +865,36 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         with _terminate_as_exit(), ExitStack() as stack:
-            mosquitto, mosquitto_port = start_mosquitto(binary, workdir)
-            stack.callback(mosquitto.stop)
+            mosquitto, mosquitto_port = start_mosquitto(binary, workdir, stack)
             print(f"mosquitto on 127.0.0.1:{mosquitto_port}; measuring the floor…", flush=True)
             floor = measure_floor(
-                mosquitto_port, args.n, args.warmup, args.floor_m, args.window, args.payload
+                mosquitto_port,
+                n=args.n,
+                warmup=args.warmup,
+                m=args.floor_m,
+                window=args.window,
+                payload_bytes=args.payload,
             )
             print(f"starting the hub and brand '{BRAND}' on the {args.broker} broker…", flush=True)
-            foyer = measure_foyer(args.broker, mosquitto_port, workdir, stack, args)
+            foyer = measure_foyer(
+                args.broker,
+                mosquitto_port=mosquitto_port,
+                mosquitto_pid=mosquitto.pid,
+                workdir=workdir,
+                stack=stack,
+                args=args,
+            )
             mosquitto.check_alive()
-        report = Report(floor, foyer)
+        report = Report(floor, foyer, settings={**vars(args), "json": str(args.json) if args.json else None})
         print()
         print(render(report))
         if args.json:
             args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
             print(f"\nresults written to {args.json}")
         ok = True
+    except (RuntimeError, OSError, httpx.HTTPError, WebSocketException) as err:
+        print(f"\nbenchmark failed: {err}", file=sys.stderr)
+        return 1
     finally:
         if ok and not args.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
