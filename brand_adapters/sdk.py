@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,10 +130,10 @@ class BrandApp:
         self._outbox = Outbox(self._conn)
         self._link: MqttLink | None = None
         self._wake = asyncio.Event()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
-        self.errors_received: list[ErrorBody] = []
+        self.errors_received: deque[ErrorBody] = deque(maxlen=100)
 
     # --- public API ------------------------------------------------------------------------
 
@@ -196,10 +197,10 @@ class BrandApp:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-        for task in list(self._tasks):
+        pending = [t for t in (self._pump, *self._tasks) if t is not None]
+        for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._link is not None:
             if self._link.connected:
                 with contextlib.suppress(BrokerError):
@@ -256,11 +257,11 @@ class BrandApp:
                 await self._receive_message(envelope)
             case ReceiptBody():
                 if envelope.ref:
-                    self._outbox.ack(envelope.ref)
+                    self._outbox.ack(envelope.ref, hub_id)
             case ErrorBody() as error:
                 log.warning("hub %s refused %s: %s (%s)", hub_id, envelope.ref, error.message, error.code)
                 self.errors_received.append(error)
-                if envelope.ref and self._outbox.ack(envelope.ref):
+                if envelope.ref and self._outbox.ack(envelope.ref, hub_id):
                     log.warning("dropped %s from the outbox: the hub will never accept it", envelope.ref)
             case _:
                 log.info("ignoring %s envelope from hub %s", envelope.type, hub_id)
@@ -278,9 +279,9 @@ class BrandApp:
             " VALUES (?,?,?,?, 'received', ?)",
             (envelope.id, envelope.sender, envelope.conversation, encode(envelope), now_ms()),
         ).rowcount
-        await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
-        if inserted:
+        if inserted:  # start answering before waiting for the broker to take the receipt
             self._spawn_handler(envelope)
+        await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
 
     def _spawn_handler(self, envelope: Envelope) -> None:
         task = asyncio.create_task(self._handle(envelope), name=f"brand-handle-{envelope.id}")
@@ -291,49 +292,58 @@ class BrandApp:
         if not isinstance(envelope.body, MessageBody) or envelope.conversation is None:
             return
         conversation = envelope.conversation
-        lock = self._locks.setdefault(conversation, asyncio.Lock())
-        async with lock:
-            row = self._conn.execute(
-                "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
-            ).fetchone()
-            incoming = Incoming(
-                id=envelope.id,
-                hub_id=envelope.sender,
-                conversation=conversation,
-                text=envelope.body.text,
-                lang=envelope.body.lang,
-                data=dict(envelope.body.data),
-                state=json.loads(row["state"]) if row else {},
-            )
-            handler = self._handler
-            if handler is None:
-                return
-            try:
-                result = await handler(incoming)
-            except Exception:
-                log.exception("handler failed on message %s", envelope.id)
-                result = Answer(
-                    "Désolé, un incident technique m'empêche de répondre. Réessayez dans un instant."
-                    if incoming.lang == "fr"
-                    else "Sorry, a technical problem stops me from answering. Please try again soon."
-                )
-            replies = [self._reply_envelope(incoming, answer) for answer in _answers(result)]
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state) VALUES (?,?,?)",
-                    (conversation, incoming.hub_id, json.dumps(incoming.state)),
-                )
-                for reply in replies:
-                    self._outbox.add(reply.id, reply.recipient or "", _hub_topic(self, reply), encode(reply))
-                self._conn.execute("UPDATE seen SET status='handled' WHERE id = ?", (envelope.id,))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            if len(self._locks) > 1000 and not lock.locked():
-                self._locks.pop(conversation, None)
+        lock, waiting = self._locks.get(conversation, (asyncio.Lock(), 0))
+        self._locks[conversation] = (lock, waiting + 1)  # one handler at a time per conversation
+        try:
+            async with lock:
+                await self._handle_locked(envelope, envelope.body, conversation)
+        finally:
+            lock, waiting = self._locks[conversation]
+            if waiting <= 1:
+                del self._locks[conversation]
+            else:
+                self._locks[conversation] = (lock, waiting - 1)
         self._wake.set()
+
+    async def _handle_locked(self, envelope: Envelope, body: MessageBody, conversation: str) -> None:
+        row = self._conn.execute(
+            "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
+        ).fetchone()
+        incoming = Incoming(
+            id=envelope.id,
+            hub_id=envelope.sender,
+            conversation=conversation,
+            text=body.text,
+            lang=body.lang,
+            data=dict(body.data),
+            state=json.loads(row["state"]) if row else {},
+        )
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            replies = [self._reply_envelope(incoming, answer) for answer in _answers(await handler(incoming))]
+        except Exception:  # a bot bug, or an answer the protocol refuses: apologise, never go silent
+            log.exception("handler failed on message %s", envelope.id)
+            apology = (
+                "Désolé, un incident technique m'empêche de répondre. Réessayez dans un instant."
+                if incoming.lang == "fr"
+                else "Sorry, a technical problem stops me from answering. Please try again soon."
+            )
+            replies = [self._reply_envelope(incoming, Answer(apology))]
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state) VALUES (?,?,?)",
+                (conversation, incoming.hub_id, json.dumps(incoming.state)),
+            )
+            for reply in replies:
+                self._outbox.add(reply.id, reply.recipient or "", _hub_topic(self, reply), encode(reply))
+            self._conn.execute("UPDATE seen SET status='handled' WHERE id = ?", (envelope.id,))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     def _reply_envelope(self, incoming: Incoming, answer: Answer) -> Envelope:
         return Envelope(

@@ -28,6 +28,7 @@ from hub.broker import EmbeddedBroker, free_port
 from hub.devices import Device, Role
 from hub.errors import (
     AmbiguousBrand,
+    BrokerError,
     Forbidden,
     FoyerError,
     NotOptedIn,
@@ -58,7 +59,12 @@ _STATUS: dict[type[FoyerError], int] = {
     NotOptedIn: 403,
     AmbiguousBrand: 409,
     PayloadTooLarge: 413,
+    BrokerError: 503,
 }
+
+
+PAGE = 500
+Since = Annotated[int, Query(ge=0, le=2**63 - 1, description="A seq seen before.")]
 
 
 class State(TypedDict):
@@ -318,17 +324,25 @@ def _routes(app: FastAPI) -> None:
         return [m.as_dict() for m in _hub_of(request).store.notifications()]
 
     @app.get("/api/changes", tags=["conversations"])
-    async def changes(request: Request, _: Member, since: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
-        """Every message created or changed after ``since`` (the polling twin of the WebSocket)."""
-        store = _hub_of(request).store
-        return {"last_seq": store.last_seq, "messages": [m.as_dict() for m in store.changes_since(since)]}
+    async def changes(request: Request, _: Member, since: Since = 0) -> dict[str, Any]:
+        """Messages created or changed after ``since``, a page at a time (the WebSocket's polling twin).
+
+        Ask again with ``since=last_seq`` while ``more`` is true.
+        """
+        rows = _hub_of(request).store.changes_since(since, limit=PAGE)
+        return {
+            "last_seq": rows[-1].seq if rows else since,
+            "more": len(rows) == PAGE,
+            "messages": [m.as_dict() for m in rows],
+        }
 
     @app.websocket("/api/events")
-    async def events(websocket: WebSocket, since: int | None = None) -> None:
+    async def events(websocket: WebSocket, since: Since | None = None) -> None:
         """Live events: ``message`` (new or changed) and ``brand`` (opt-in, presence).
 
-        With ``?since=N`` the stream starts with every message changed after ``N``,
-        so a client that reconnects misses nothing.
+        With ``?since=N`` the stream starts with every message changed after ``N``, so a
+        client that reconnects misses nothing. A client too slow to keep up is closed with
+        code 1013: reconnect with ``?since=`` the last ``seq`` seen.
         """
         hub: Hub = websocket.state.hub
         try:
@@ -339,24 +353,34 @@ def _routes(app: FastAPI) -> None:
             return
         await websocket.accept()
         async with hub.listen() as queue:
-            if since is not None:
-                for row in hub.store.changes_since(since, limit=10_000):
+            while since is not None:  # the backlog, a page at a time, then live events
+                rows = hub.store.changes_since(since, limit=PAGE)
+                for row in rows:
                     await websocket.send_json({"event": "message", "data": row.as_dict()})
-            receiver = asyncio.create_task(_drain(websocket), name="ws-drain")
-            try:
-                while not receiver.done():
-                    getter = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter not in done:
-                        getter.cancel()
-                        break
-                    await websocket.send_json(getter.result())
-            except WebSocketDisconnect:
-                pass
-            finally:
-                receiver.cancel()
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                    await receiver
+                since = rows[-1].seq if len(rows) == PAGE else None
+            await _stream(websocket, queue)
+
+
+async def _stream(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    receiver = asyncio.create_task(_drain(websocket), name="ws-drain")
+    try:
+        while not receiver.done():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            event = getter.result()
+            if event["event"] == "overflow":
+                await websocket.close(code=1013, reason="too slow: reconnect with ?since=")
+                break
+            await websocket.send_json(event)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await receiver
 
 
 async def _drain(websocket: WebSocket) -> None:

@@ -98,7 +98,14 @@ async def _serve(app: Any, host: str, port: int) -> None:
     import uvicorn
 
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, ws_ping_interval=20, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ws_ping_interval=20,
+        ws_per_message_deflate=False,  # events are small: compressing costs more than it saves
+        lifespan="on",
     )
     await uvicorn.Server(config).serve()
 

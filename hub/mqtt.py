@@ -117,6 +117,8 @@ class MqttLink:
         self._will = will
         self._max_backoff = max_backoff
         self._subscriptions: set[str] = set()
+        self._stale: set[str] = set()
+        self._on_this_connection: set[str] = set()
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -147,13 +149,18 @@ class MqttLink:
 
     async def subscribe(self, topic: str) -> None:
         self._subscriptions.add(topic)
+        self._stale.discard(topic)
         if self._client is not None and self.connected:
             await self._guard(self._client.subscribe(topic, qos=1), f"subscribe to {topic}")
+            self._on_this_connection.add(topic)
 
     async def unsubscribe(self, topic: str) -> None:
         self._subscriptions.discard(topic)
+        self._on_this_connection.discard(topic)
         if self._client is not None and self.connected:
             await self._guard(self._client.unsubscribe(topic), f"unsubscribe from {topic}")
+        else:  # the persistent session still holds it: drop it at the next connection
+            self._stale.add(topic)
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish with QoS 1 and wait for the broker's PUBACK; raise BrokerError if down."""
@@ -196,9 +203,10 @@ class MqttLink:
             try:
                 async with self._client_for() as client:
                     self._client = client
-                    for topic in sorted(self._subscriptions):
-                        await client.subscribe(topic, qos=1)
+                    self._on_this_connection = set()
+                    await self._sync_subscriptions(client)
                     self._connected.set()
+                    await self._sync_subscriptions(client)  # what changed while we were subscribing
                     self.connects += 1
                     backoff = 0.1
                     log.info("connected to %s as %s", self.broker.url, self.client_id)
@@ -210,11 +218,22 @@ class MqttLink:
                 log.warning("MQTT link to %s lost: %s", self.broker.url, err)
             except BrokerError as err:
                 log.warning("MQTT link to %s failed during connect: %s", self.broker.url, err)
+            except Exception:  # never let the link die: log, back off, reconnect
+                log.exception("MQTT link to %s failed", self.broker.url)
             finally:
                 self._connected.clear()
                 self._client = None
             await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
             backoff = min(backoff * 2, self._max_backoff)
+
+    async def _sync_subscriptions(self, client: aiomqtt.Client) -> None:
+        """Bring this connection's subscriptions in line with what callers asked for."""
+        for topic in sorted(self._stale - self._subscriptions):
+            await client.unsubscribe(topic)
+            self._stale.discard(topic)
+        for topic in sorted(self._subscriptions - self._on_this_connection):
+            await client.subscribe(topic, qos=1)
+            self._on_this_connection.add(topic)
 
     async def _dispatch(self, topic: str, payload: object, retain: bool) -> None:
         if isinstance(payload, bytes | bytearray):

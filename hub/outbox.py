@@ -86,17 +86,18 @@ class Outbox:
         )
 
     def due(self, peers: set[str] | None = None, limit: int = 100) -> list[OutboxItem]:
-        """Items whose next attempt is due, oldest first; only for ``peers`` when given."""
+        """Items whose next attempt is due, oldest first; only for ``peers`` when given.
+
+        Filtering happens in SQL, so a long backlog for an unreachable peer never hides the
+        items of a reachable one.
+        """
+        where, params = _peer_filter(peers)
         rows = self._conn.execute(
-            "SELECT id, peer, topic, payload, attempts FROM outbox WHERE next_attempt_at <= ?"
-            " ORDER BY created_at, rowid LIMIT ?",
-            (now_ms(), limit),
+            "SELECT id, peer, topic, payload, attempts FROM outbox"  # noqa: S608 - placeholders only
+            f" WHERE next_attempt_at <= ?{where} ORDER BY created_at, rowid LIMIT ?",
+            (now_ms(), *params, limit),
         ).fetchall()
-        return [
-            OutboxItem(r["id"], r["peer"], r["topic"], bytes(r["payload"]), r["attempts"])
-            for r in rows
-            if peers is None or r["peer"] in peers
-        ]
+        return [OutboxItem(r["id"], r["peer"], r["topic"], bytes(r["payload"]), r["attempts"]) for r in rows]
 
     def attempted(self, item: OutboxItem) -> None:
         """Record a publish; the next try waits for a receipt first, with backoff."""
@@ -110,9 +111,11 @@ class Outbox:
         """Make every item for ``peer`` due at once (it just came back online)."""
         self._conn.execute("UPDATE outbox SET next_attempt_at = 0 WHERE peer = ?", (peer,))
 
-    def ack(self, item_id: str) -> bool:
-        """Drop an item its recipient acknowledged; False if it was not (or no longer) here."""
-        return self._conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,)).rowcount > 0
+    def ack(self, item_id: str, peer: str) -> bool:
+        """Drop an item ``peer`` acknowledged; False if it was not here, or was for someone else."""
+        return (
+            self._conn.execute("DELETE FROM outbox WHERE id = ? AND peer = ?", (item_id, peer)).rowcount > 0
+        )
 
     def drop_peer(self, peer: str) -> int:
         return self._conn.execute("DELETE FROM outbox WHERE peer = ?", (peer,)).rowcount
@@ -126,17 +129,20 @@ class Outbox:
 
     def next_due_in_ms(self, peers: set[str] | None = None) -> int | None:
         """Milliseconds until the next attempt for ``peers`` (all when None); None if nothing waits."""
-        if peers is None:
-            row = self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
-        else:
-            marks = ",".join("?" * len(peers))
-            row = self._conn.execute(
-                f"SELECT MIN(next_attempt_at) FROM outbox WHERE peer IN ({marks})",  # noqa: S608
-                tuple(peers),
-            ).fetchone()
+        where, params = _peer_filter(peers)
+        row = self._conn.execute(
+            f"SELECT MIN(next_attempt_at) FROM outbox WHERE 1=1{where}",  # noqa: S608 - placeholders only
+            params,
+        ).fetchone()
         if row[0] is None:
             return None
         return max(0, int(row[0]) - now_ms())
+
+
+def _peer_filter(peers: set[str] | None) -> tuple[str, tuple[str, ...]]:
+    if peers is None:
+        return "", ()
+    return f" AND peer IN ({','.join('?' * len(peers))})", tuple(sorted(peers))
 
 
 async def _publish_due(
@@ -175,11 +181,10 @@ async def pump(
     while True:
         try:
             await _publish_due(outbox, link, peers, published)
-        except Exception:  # e.g. a locked database: log, wait, try again
+            wait_ms = outbox.next_due_in_ms(peers())
+        except Exception:  # e.g. a locked database: log, wait, try again; never die silently
             log.exception("outbox pass failed; retrying in a second")
-            await asyncio.sleep(1.0)
-            continue
-        wait_ms = outbox.next_due_in_ms(peers())
+            wait_ms = 1000
         timeout = 1.0 if wait_ms is None else min(max(wait_ms / 1000, 0.02), 1.0)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):

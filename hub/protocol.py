@@ -272,7 +272,7 @@ def peek_id(payload: bytes) -> str | None:
     """The ``id`` of a payload that failed to decode, when it can be read, to address an error."""
     try:
         raw = json.loads(payload) if len(payload) <= MAX_PAYLOAD_BYTES else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         return None
     value = raw.get("id") if isinstance(raw, dict) else None
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]{8,64}", value):
@@ -292,8 +292,8 @@ def decode(payload: bytes) -> Envelope:
         raise PayloadTooLarge(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
         raw: Any = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MalformedPayload(f"payload is not JSON: {err}") from err
+    except (ValueError, RecursionError) as err:  # bad UTF-8, bad JSON, absurd numbers or nesting
+        raise MalformedPayload(f"payload is not JSON: {str(err)[:200]}") from err
     if not isinstance(raw, dict):
         raise MalformedPayload(f"payload is a JSON {type(raw).__name__}; expected an object")
     version = raw.get("v")

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -103,6 +103,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._pump: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -142,12 +143,18 @@ class Hub:
         self._wake.set()
 
     async def _follow(self, brand_id: str) -> None:
-        await self.link.subscribe(Topics.to_hub(self.hub_id, brand_id))
-        await self.link.subscribe(Topics.status(brand_id))
+        try:
+            await self.link.subscribe(Topics.to_hub(self.hub_id, brand_id))
+            await self.link.subscribe(Topics.status(brand_id))
+        except BrokerError as err:  # the link re-subscribes everything when it reconnects
+            log.warning("subscribe to %s deferred to the next connection: %s", brand_id, err)
 
     async def _unfollow(self, brand_id: str) -> None:
-        await self.link.unsubscribe(Topics.to_hub(self.hub_id, brand_id))
-        await self.link.unsubscribe(Topics.status(brand_id))
+        try:
+            await self.link.unsubscribe(Topics.to_hub(self.hub_id, brand_id))
+            await self.link.unsubscribe(Topics.status(brand_id))
+        except BrokerError as err:  # the link unsubscribes when it reconnects
+            log.warning("unsubscribe from %s deferred to the next connection: %s", brand_id, err)
 
     # --- events for household clients -----------------------------------------------------
 
@@ -165,8 +172,12 @@ class Hub:
             try:
                 queue.put_nowait({"event": event, "data": data})
             except asyncio.QueueFull:
-                # A stuck client resyncs with ?since=; never block the hub for it.
+                # Never block the hub for a stuck client: empty its queue and tell it to
+                # reconnect with ?since= (the API closes the socket on this event).
                 self._listeners.discard(queue)
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait({"event": "overflow", "data": {}})
 
     def _emit_message(self, row: MessageRow | None) -> None:
         if row is not None:
@@ -182,7 +193,9 @@ class Hub:
         return brand
 
     def opted_in(self) -> set[str]:
-        return {b.id for b in self.store.brands() if b.opted_in}
+        return self.store.brand_ids(opted_in=True)
+
+    MAX_DIRECTORY = 500  # brands learned from the network; beyond, manifests are refused
 
     async def opt_in(self, brand_id: str) -> BrandRow:
         self.brand(brand_id)
@@ -196,6 +209,10 @@ class Hub:
         with self.store.transaction():
             self.store.set_opt_in(brand_id, False)
             self.store.set_online(brand_id, False)
+            self.store.outbox.drop_peer(brand_id)
+            cancelled = self.store.cancel_pending(brand_id)
+        for row in cancelled:
+            self._emit_message(row)
         await self._unfollow(brand_id)
         self._emit("brand", self._brand_event(brand_id))
         return self.brand(brand_id)
@@ -267,7 +284,7 @@ class Hub:
         await pump(self.store.outbox, self.link, self._wake, peers=self._reachable, published=self._published)
 
     def _reachable(self) -> set[str]:
-        return {b.id for b in self.store.brands() if b.opted_in and b.online}
+        return self.store.brand_ids(opted_in=True, online=True)
 
     def _published(self, item: OutboxItem) -> None:
         self.stats["published"] += 1
@@ -305,6 +322,9 @@ class Hub:
             return
         known = self.store.brand(brand_id)
         if known is not None and known.manifest == manifest:
+            return
+        if known is None and len(self.store.brands()) >= self.MAX_DIRECTORY:
+            self._refuse("directory_full", f"manifest of {brand_id!r}: {self.MAX_DIRECTORY} brands known")
             return
         self.store.upsert_manifest(manifest)
         self.router.add(manifest)
@@ -354,10 +374,7 @@ class Hub:
         match envelope.body:
             case ReceiptBody():
                 if envelope.ref:
-                    self.store.outbox.ack(envelope.ref)
-                    self._emit_message(
-                        self.store.set_status(envelope.ref, "delivered", only_from=(*OUT_PENDING, "sent"))
-                    )
+                    self._settle(brand.id, envelope.ref, "delivered")
             case ReplyBody() as reply:
                 author = {"kind": reply.author.kind, "name": reply.author.name}
                 await self._store_incoming(
@@ -377,13 +394,26 @@ class Hub:
                     "brand %s reports %s on %s: %s", brand.id, error.code, envelope.ref, error.message
                 )
                 self.stats["errors_from_brands"] += 1
-                if envelope.ref and self.store.outbox.ack(envelope.ref):
-                    self._emit_message(self.store.set_status(envelope.ref, "failed"))
+                if envelope.ref:
+                    self._settle(brand.id, envelope.ref, "failed")
             case _:
                 raise UnknownMessageType(
                     f"a brand may not send {envelope.type!r} to a hub; expected reply, notification,"
                     " receipt or error"
                 )
+
+    def _settle(self, brand_id: str, ref: str, status: str) -> None:
+        """A brand acknowledged (or refused) one of our messages: out of the outbox, new status.
+
+        Both in one transaction, and only for a message that was for this brand.
+        """
+        with self.store.transaction():
+            row = (
+                self.store.set_status(ref, status, only_from=(*OUT_PENDING, "sent"))
+                if self.store.outbox.ack(ref, brand_id)
+                else None
+            )
+        self._emit_message(row)
 
     async def _store_incoming(
         self,
@@ -417,11 +447,20 @@ class Hub:
                 extra={**extra, "sent_at": envelope.ts},
             )
         if row is None:
+            existing = self.store.message(envelope.id)
+            if existing is None or existing.brand_id != brand.id or existing.direction != "in":
+                raise InvalidEnvelope(f"envelope id {envelope.id} is already used by another message")
             self.stats["duplicates"] += 1
         else:
             self.stats[f"{envelope.type}_received"] += 1
             self._emit_message(row)
-        await self._send_receipt(brand.id, envelope.id)
+        self._background(self._send_receipt(brand.id, envelope.id))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Receipts and errors go out without holding up the next incoming message."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send_receipt(self, brand_id: str, ref: str) -> None:
         receipt = Envelope(

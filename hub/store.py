@@ -116,6 +116,8 @@ class Store:
         self._conn.executescript(SCHEMA)
         self.outbox = Outbox(self._conn)
         self.devices = Devices(self._conn)
+        self._brands: dict[str, BrandRow] = {}
+        self._load_brands()
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
         self._seq = int(row[0])
 
@@ -133,10 +135,12 @@ class Store:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self._load_brands()
             raise
-        self._conn.execute("COMMIT")
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -157,20 +161,40 @@ class Store:
 
     # --- brands ----------------------------------------------------------------------------
 
+    # Brands are read on every send and every incoming envelope: they are kept in memory,
+    # parsed once, and reloaded from SQLite after each change (or a rolled-back transaction).
+
+    def _load_brands(self) -> None:
+        rows = self._conn.execute("SELECT * FROM brands ORDER BY id").fetchall()
+        self._brands = {r["id"]: self._brand(r) for r in rows}
+
+    def _reload_brand(self, brand_id: str) -> None:
+        row = self._conn.execute("SELECT * FROM brands WHERE id = ?", (brand_id,)).fetchone()
+        if row is None:
+            self._brands.pop(brand_id, None)
+        else:
+            self._brands[brand_id] = self._brand(row)
+
     def upsert_manifest(self, manifest: Manifest) -> None:
         self._conn.execute(
             "INSERT INTO brands (id, manifest) VALUES (?, ?)"
             " ON CONFLICT(id) DO UPDATE SET manifest = excluded.manifest",
             (manifest.id, manifest.model_dump_json()),
         )
+        self._reload_brand(manifest.id)
 
     def brands(self) -> list[BrandRow]:
-        rows = self._conn.execute("SELECT * FROM brands ORDER BY id").fetchall()
-        return [self._brand(r) for r in rows]
+        return [self._brands[k] for k in sorted(self._brands)]
 
     def brand(self, brand_id: str) -> BrandRow | None:
-        row = self._conn.execute("SELECT * FROM brands WHERE id = ?", (brand_id,)).fetchone()
-        return self._brand(row) if row else None
+        return self._brands.get(brand_id)
+
+    def brand_ids(self, *, opted_in: bool | None = None, online: bool | None = None) -> set[str]:
+        return {
+            b.id
+            for b in self._brands.values()
+            if (opted_in is None or b.opted_in == opted_in) and (online is None or b.online == online)
+        }
 
     @staticmethod
     def _brand(row: sqlite3.Row) -> BrandRow:
@@ -186,12 +210,14 @@ class Store:
             "UPDATE brands SET opted_in = ?, opted_at = ? WHERE id = ?",
             (int(opted_in), now_ms() if opted_in else None, brand_id),
         )
+        self._reload_brand(brand_id)
 
     def set_online(self, brand_id: str, online: bool) -> None:
         self._conn.execute(
             "UPDATE brands SET online = ?, status_at = ? WHERE id = ?",
             (int(online), now_ms(), brand_id),
         )
+        self._reload_brand(brand_id)
 
     # --- conversations and messages --------------------------------------------------------
 
@@ -317,6 +343,18 @@ class Store:
             (limit,),
         ).fetchall()
         return [MessageRow.from_row(r) for r in rows]
+
+    def cancel_pending(self, brand_id: str) -> list[MessageRow]:
+        """Mark every message still waiting for ``brand_id`` as cancelled (the household opted out)."""
+        ids = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT id FROM messages WHERE brand_id = ? AND direction = 'out'"
+                " AND status IN ('accepted', 'queued', 'sent')",
+                (brand_id,),
+            ).fetchall()
+        ]
+        return [row for i in ids if (row := self.set_status(i, "cancelled")) is not None]
 
     def undelivered(self) -> list[MessageRow]:
         rows = self._conn.execute(

@@ -140,6 +140,7 @@ async def test_a_redelivered_reply_is_stored_once_and_acknowledged_each_time(hub
     reply = reply_to(sent.message.conversation_id)
     await from_brand(hub, reply)
     await from_brand(hub, reply)
+    await settle()  # receipts go out in the background
     messages = hub.store.messages(sent.message.conversation_id)
     assert [m.direction for m in messages] == ["out", "in"]
     assert [r["ref"] for r in fake(hub).of_type("receipt")] == [reply.id, reply.id]
