@@ -99,15 +99,22 @@ def test_opted_out_brand_cannot_reach_the_household(
     client = hub_runner.start()
     brands("instant").start()
     wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
-    assert client.http.post("/api/brands/instant/opt-out").json()["opted_in"] is False
-    refused = client.send("encore ?", brand="instant")
-    assert refused.status_code == 403
     rogue = RawMqtt(hub_runner.broker.port, "test-rogue-2")
+    topic = Topics.to_hub("test-home", "instant")
+
+    def note(text: str) -> bytes:
+        return json.dumps({"v": 1, "id": new_id(), "type": "notification", "sender": "instant",
+                           "ts": int(time.time() * 1000), "body": {"text": text}}).encode()
+
     try:
-        note = {"v": 1, "id": new_id(), "type": "notification", "sender": "instant", "ts": 1,
-                "body": {"text": "Promo !", "category": "marketing"}}
-        rogue.publish(Topics.to_hub("test-home", "instant"), json.dumps(note).encode())
-        time.sleep(1.0)  # time enough for a subscribed hub to have stored it
+        rogue.publish(topic, note("Avant : votre colis est parti."))  # control: this one gets in
+        wait_for(lambda: client.http.get("/api/notifications").json(), 10, "the control notification")
+        assert client.http.post("/api/brands/instant/opt-out").json()["opted_in"] is False
+        refused = client.send("encore ?", brand="instant")
+        assert refused.status_code == 403
+        rogue.publish(topic, note("Après : promo !"))
+        time.sleep(1.0)  # the control above arrived well within this
     finally:
         rogue.close()
-    assert client.http.get("/api/notifications").json() == []
+    texts = [n["text"] for n in client.http.get("/api/notifications").json()]
+    assert texts == ["Avant : votre colis est parti."]

@@ -244,3 +244,63 @@ async def test_every_change_is_visible_in_order_to_a_client_that_reconnects(hub:
     await from_brand(hub, reply_to(sent.message.conversation_id))
     changes = hub.store.changes_since(mark)
     assert [(c.direction, c.status) for c in changes] == [("out", "delivered"), ("in", "received")]
+
+
+async def test_a_backlog_for_an_offline_brand_never_holds_up_an_online_one(hub: Hub) -> None:
+    await hub.opt_in("other")
+    for n in range(150):
+        await hub.send(f"message {n}", brand_id="shop")  # shop is offline: all queued
+    await online(hub, "other")
+    sent = await hub.send("pour l'autre marque", brand_id="other")
+    await settle()
+    assert [p["id"] for p in fake(hub).of_type("message")] == [sent.message.id]
+
+
+async def test_a_receipt_from_another_brand_does_not_settle_a_message(hub: Hub) -> None:
+    await hub.opt_in("other")
+    await online(hub)
+    sent = await hub.send("Bonjour", brand_id="shop")
+    await settle()
+    receipt = Envelope(type="receipt", sender="other", ref=sent.message.id, body=ReceiptBody())
+    await from_brand(hub, receipt, brand_id="other")
+    assert hub.store.message(sent.message.id).status == "sent"  # type: ignore[union-attr]
+    assert hub.store.outbox.pending("shop") == 1
+
+
+async def test_opting_out_cancels_what_was_waiting(hub: Hub) -> None:
+    queued = await hub.send("Bonjour", brand_id="shop")
+    await hub.opt_out("shop")
+    assert hub.store.message(queued.message.id).status == "cancelled"  # type: ignore[union-attr]
+    assert hub.store.outbox.pending() == 0
+
+
+async def test_a_slow_listener_is_told_to_resync(hub: Hub) -> None:
+    async with hub.listen() as queue:
+        for n in range(1100):
+            hub._emit("message", {"n": n})
+        assert queue.qsize() == 1
+        assert queue.get_nowait()["event"] == "overflow"
+
+
+async def test_changes_come_in_pages_without_gaps(hub: Hub) -> None:
+    for n in range(7):
+        await hub.send(f"m{n}", brand_id="shop")
+    seen: list[int] = []
+    since = 0
+    while page := hub.store.changes_since(since, limit=3):
+        seen += [row.seq for row in page]
+        since = page[-1].seq
+    assert seen == sorted(set(seen))
+    assert len(seen) == 7
+
+
+async def test_a_reply_reusing_a_member_message_id_is_refused(hub: Hub) -> None:
+    sent = await hub.send("Bonjour", brand_id="shop")
+    await from_brand(hub, reply_to(sent.message.conversation_id, id=sent.message.id))
+    assert hub.refused["invalid_envelope"] == 1
+
+
+async def test_absurd_json_is_refused_not_crashed_on(hub: Hub) -> None:
+    await from_brand(hub, b"[" * 60_000)
+    await from_brand(hub, b'{"v": 1, "n": ' + b"9" * 5000 + b"}")
+    assert hub.refused["malformed_json"] == 2
