@@ -245,7 +245,7 @@ class Store:
         rows = self._conn.execute(
             "SELECT c.id, c.brand_id, c.kind, c.created_at, c.updated_at,"
             " (SELECT text FROM messages m WHERE m.conversation_id = c.id"
-            "  ORDER BY m.created_at DESC, m.seq DESC LIMIT 1) AS last_text,"
+            "  ORDER BY m.created_at DESC, m.rowid DESC LIMIT 1) AS last_text,"
             " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages"
             " FROM conversations c ORDER BY c.updated_at DESC LIMIT ?",
             (limit,),
@@ -324,7 +324,7 @@ class Store:
         self.conversation_brand(conversation_id)
         rows = self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"  # noqa: S608
-            " ORDER BY created_at, seq",
+            " ORDER BY created_at, rowid",
             (conversation_id,),
         ).fetchall()
         return [MessageRow.from_row(r) for r in rows]
