@@ -36,9 +36,10 @@ from typing import Any, Literal, Self
 
 import aiomqtt
 
+from hub.crypto import BadSignature, Header, Identity, PublicKeys, ReplayGuard, UnknownKey
 from hub.errors import BrokerError, ProtocolError
 from hub.mqtt import BrokerSettings, MqttLink
-from hub.outbox import Outbox, connect_sqlite, pump
+from hub.outbox import Outbox, OutboxItem, connect_sqlite, pump
 from hub.protocol import (
     Author,
     Envelope,
@@ -53,8 +54,8 @@ from hub.protocol import (
     decode,
     encode,
     now_ms,
-    peek_id,
 )
+from hub.wire import Wire
 
 __all__ = ["Answer", "BrandApp", "Incoming", "MessageHandler"]
 
@@ -70,6 +71,11 @@ CREATE TABLE IF NOT EXISTS seen (
     payload BLOB NOT NULL,
     status TEXT NOT NULL,          -- received | handled
     received_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hub_keys (
+    hub_id TEXT PRIMARY KEY,
+    keys TEXT NOT NULL,
+    pinned_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS conversation_state (
     conversation TEXT PRIMARY KEY,
@@ -118,7 +124,6 @@ class BrandApp:
         bot_name: str | None = None,
         client_id: str | None = None,
     ) -> None:
-        self.manifest = manifest
         self.brand_id = manifest.id
         self.bot_name = bot_name or f"Assistant {manifest.name}"
         self._broker = broker
@@ -128,6 +133,10 @@ class BrandApp:
         self._conn = connect_sqlite(state_path)
         self._conn.executescript(SDK_SCHEMA)
         self._outbox = Outbox(self._conn)
+        self._replay = ReplayGuard(self._conn)
+        self.identity = Identity.load_or_create(Path(state_path).with_suffix(".keys.json"))
+        self.wire = Wire(self.identity)
+        self.manifest = manifest.model_copy(update={"keys": self.identity.public().as_dict()})
         self._link: MqttLink | None = None
         self._wake = asyncio.Event()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -177,12 +186,13 @@ class BrandApp:
         if self._handler is None:
             raise RuntimeError(f"brand {self.brand_id!r} has no message handler; use @app.on_message")
         offline = Envelope(type="presence", sender=self.brand_id, body=PresenceBody(status="offline"))
+        will = self.wire.encode(offline, None)  # signed: no one else can say we are away
         self._link = MqttLink(
             self._broker,
             self._client_id,
             self._on_mqtt,
             on_connect=self._announce,
-            will=aiomqtt.Will(Topics.status(self.brand_id), encode(offline), qos=1, retain=True),
+            will=aiomqtt.Will(Topics.status(self.brand_id), will, qos=1, retain=True),
         )
         await self._link.subscribe(Topics.brand_inbox(self.brand_id))
         await self._link.__aenter__()
@@ -222,7 +232,9 @@ class BrandApp:
             sender=self.brand_id,
             body=PresenceBody(status=status, humans_available=self.manifest.humans.available),
         )
-        await self._require_link().publish(Topics.status(self.brand_id), encode(presence), retain=True)
+        await self._require_link().publish(
+            Topics.status(self.brand_id), self.wire.encode(presence, None), retain=True
+        )
 
     def _require_link(self) -> MqttLink:
         if self._link is None:
@@ -242,16 +254,29 @@ class BrandApp:
             log.debug("ignoring %s: not this brand's inbox", topic)
             return
         try:
-            envelope = decode(payload)
+            envelope = self.wire.decode(payload, self._keys_of)
+        except (BadSignature, UnknownKey) as err:
+            log.warning("refused an unverifiable envelope on hub %s's topic: %s", hub_id, err)
+            return  # never answer: anyone on the broker could have sent it
         except ProtocolError as err:
             log.warning("refused a payload from hub %s: %s", hub_id, err)
-            await self._send_now(
-                hub_id, ErrorBody(code=err.code, message=str(err)[:1000]), ref=peek_id(payload)
-            )
+            await self._send_now(hub_id, ErrorBody(code=err.code, message=str(err)[:1000]), ref=None)
             return
         if envelope.sender != hub_id:
             log.warning("refused: envelope says sender %r on hub %r's topic", envelope.sender, hub_id)
             return
+        if envelope.keys and self._hub_keys(hub_id) is None:
+            self._pin_hub(hub_id, envelope.keys)
+        if envelope.type in ("message", "error"):
+            try:
+                self._replay.check(Header.of(envelope))
+            except ProtocolError as err:
+                log.warning("refused %s from hub %s: %s", envelope.id, hub_id, err)
+                await self._send_now(hub_id, ErrorBody(code=err.code, message=str(err)[:1000]), envelope.id)
+                return
+        await self._dispatch(hub_id, envelope)
+
+    async def _dispatch(self, hub_id: str, envelope: Envelope) -> None:
         match envelope.body:
             case MessageBody():
                 await self._receive_message(envelope)
@@ -345,6 +370,34 @@ class BrandApp:
             self._conn.execute("ROLLBACK")
             raise
 
+    # --- keys ------------------------------------------------------------------------------
+
+    def _hub_keys(self, hub_id: str) -> PublicKeys | None:
+        row = self._conn.execute("SELECT keys FROM hub_keys WHERE hub_id = ?", (hub_id,)).fetchone()
+        return PublicKeys.from_dict(json.loads(row["keys"])) if row else None
+
+    def _keys_of(self, hub_id: str, carried: dict[str, str] | None) -> PublicKeys | None:
+        """The hub's pinned keys; at first contact, the keys its envelope carries (trust on first use)."""
+        pinned = self._hub_keys(hub_id)
+        if pinned is not None or not carried:
+            return pinned
+        try:
+            return PublicKeys.from_dict(carried)
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    def _pin_hub(self, hub_id: str, keys: dict[str, str]) -> None:
+        public = PublicKeys.from_dict(keys)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO hub_keys (hub_id, keys, pinned_at) VALUES (?,?,?)",
+            (hub_id, json.dumps(public.as_dict()), now_ms()),
+        )
+        log.info("pinned the keys of hub %s: %s", hub_id, public.fingerprint())
+
+    def _seal(self, item: OutboxItem) -> bytes:
+        envelope = decode(item.payload)
+        return self.wire.encode(envelope, self._hub_keys(envelope.recipient or ""))
+
     def _reply_envelope(self, incoming: Incoming, answer: Answer) -> Envelope:
         return Envelope(
             type="reply",
@@ -371,13 +424,19 @@ class BrandApp:
         kind: Literal["receipt", "error"] = "receipt" if isinstance(body, ReceiptBody) else "error"
         envelope = Envelope(type=kind, sender=self.brand_id, recipient=hub_id, ref=ref, body=body)
         try:
-            await self._require_link().publish(Topics.to_hub(hub_id, self.brand_id), encode(envelope))
-        except BrokerError as err:
+            payload = self.wire.encode(envelope, self._hub_keys(hub_id))
+            await self._require_link().publish(Topics.to_hub(hub_id, self.brand_id), payload)
+        except (BrokerError, UnknownKey) as err:
             log.warning("could not send %s to hub %s (it will retry): %s", kind, hub_id, err)
 
     async def _pump_outbox(self) -> None:
         await pump(
-            self._outbox, self._require_link(), self._wake, peers=lambda: None, published=lambda _: None
+            self._outbox,
+            self._require_link(),
+            self._wake,
+            peers=lambda: None,
+            published=lambda _: None,
+            prepare=self._seal,
         )
 
 

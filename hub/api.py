@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brand_adapters.registry import manifests
 from hub.broker import EmbeddedBroker, free_port
+from hub.crypto import Identity
 from hub.devices import Device, Role
 from hub.errors import (
     AmbiguousBrand,
@@ -85,6 +86,8 @@ def _brand_json(brand: BrandRow) -> dict[str, Any]:
         "opted_in": brand.opted_in,
         "opted_at": brand.opted_at,
         "online": brand.online,
+        "keys": brand.pinned.fingerprint() if brand.pinned else None,
+        "pending_keys": brand.pending.fingerprint() if brand.pending else None,
         "manifest": brand.manifest.model_dump(),
     }
 
@@ -180,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.set_meta("hub_id", hub_id)
             hub = Hub(
                 store,
+                identity=Identity.load_or_create(settings.keys_path),
                 hub_id=hub_id,
                 directory=manifests(with_test=settings.auto_opt_in),
                 link_factory=lambda h: MqttLink(
@@ -285,6 +289,11 @@ def _routes(app: FastAPI) -> None:
     async def opt_in(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:
         """Open the door to this brand: the hub starts listening to it."""
         return _brand_json(await _hub_of(request).opt_in(brand_id))
+
+    @app.post("/api/brands/{brand_id}/approve-keys", tags=["brands"])
+    async def approve_keys(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:
+        """Accept the new keys a brand announced (compare the fingerprint with the brand's own site)."""
+        return _brand_json(_hub_of(request).approve_keys(brand_id))
 
     @app.post("/api/brands/{brand_id}/opt-out", tags=["brands"])
     async def opt_out(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from hub.errors import BrokerError
+from hub.errors import BrokerError, FoyerError
 from hub.protocol import now_ms
 
 __all__ = ["Outbox", "OutboxItem", "Publisher", "connect_sqlite", "pump"]
@@ -150,12 +150,19 @@ async def _publish_due(
     link: Publisher,
     peers: Callable[[], set[str] | None],
     published: Callable[[OutboxItem], None],
+    prepare: Callable[[OutboxItem], bytes],
 ) -> None:
     if not link.connected:
         return
     for item in outbox.due(peers()):
         try:
-            await link.publish(item.topic, item.payload)
+            wire = prepare(item)
+        except FoyerError as err:  # e.g. no key pinned yet for the peer: it stays queued
+            log.warning("outbox: %s cannot be sealed yet: %s", item.id, err)
+            outbox.attempted(item)
+            continue
+        try:
+            await link.publish(item.topic, wire)
         except BrokerError as err:
             log.warning("outbox: %s stays queued: %s", item.id, err)
             return
@@ -176,11 +183,16 @@ async def pump(
     *,
     peers: Callable[[], set[str] | None],
     published: Callable[[OutboxItem], None],
+    prepare: Callable[[OutboxItem], bytes] = lambda item: item.payload,
 ) -> None:
-    """Publish due items for reachable ``peers`` forever; sleep until woken or the next item is due."""
+    """Publish due items for reachable ``peers`` forever; sleep until woken or the next item is due.
+
+    The outbox keeps envelopes in clear (they never leave the home's disk that way);
+    ``prepare`` seals and signs each one just before it is published.
+    """
     while True:
         try:
-            await _publish_due(outbox, link, peers, published)
+            await _publish_due(outbox, link, peers, published, prepare)
             wait_ms = outbox.next_due_in_ms(peers())
         except Exception:  # e.g. a locked database: log, wait, try again; never die silently
             log.exception("outbox pass failed; retrying in a second")

@@ -56,7 +56,9 @@ __all__ = [
     "encode",
     "new_id",
     "now_ms",
+    "parse",
     "peek_id",
+    "validate",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -230,9 +232,10 @@ Body = MessageBody | ReplyBody | NotificationBody | ReceiptBody | ErrorBody | Pr
 class Envelope(_Model):
     """One Foyer message on the wire.
 
-    ``sealed`` and ``sig`` are reserved for end-to-end sealing and signatures:
-    v1 senders leave them out and v1 receivers refuse an envelope that sets them
-    until a hub and brand have exchanged keys.
+    On the wire, ``body`` of a message, reply, notification or error is replaced by
+    ``sealed`` (the body sealed for the recipient) and every envelope carries ``sig``
+    (the sender's signature); see :mod:`hub.wire`. A hub's messages also carry its
+    public ``keys`` so a brand can pin them at first contact.
     """
 
     v: Literal[1] = PROTOCOL_VERSION
@@ -244,8 +247,9 @@ class Envelope(_Model):
     ref: MsgId | None = None
     ts: int = Field(default_factory=now_ms, ge=0)
     body: Body
-    sealed: None = None
-    sig: None = None
+    sealed: str | None = None
+    sig: str | None = None
+    keys: dict[str, str] | None = Field(default=None, max_length=4)
 
     @model_validator(mode="after")
     def _body_matches_type(self) -> Envelope:
@@ -286,8 +290,8 @@ def _first_error(err: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def decode(payload: bytes) -> Envelope:
-    """Parse and validate bytes from the wire, raising a precise :class:`ProtocolError`."""
+def parse(payload: bytes) -> dict[str, Any]:
+    """Check size, JSON, version, type and the required header fields; the raw envelope dict."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
@@ -302,19 +306,33 @@ def decode(payload: bytes) -> Envelope:
             f"protocol version {version!r} is not supported; expected {PROTOCOL_VERSION}"
         )
     kind = raw.get("type")
-    body_model = _BODIES.get(kind) if isinstance(kind, str) else None
-    if body_model is None:
+    if not isinstance(kind, str) or kind not in _BODIES:
         raise UnknownMessageType(
             f"message type {kind!r} is unknown; expected one of {', '.join(MESSAGE_TYPES)}"
         )
     missing = [key for key in ("id", "ts", "sender") if key not in raw]
     if missing:
         raise InvalidEnvelope(f"{kind} envelope is invalid: missing {', '.join(missing)}")
+    return raw
+
+
+def validate(raw: dict[str, Any]) -> Envelope:
+    """Validate a parsed envelope whose ``body`` is in clear (opened, or never sealed)."""
+    kind = raw["type"]
     try:
-        body = body_model.model_validate(raw.get("body"), strict=True)
+        body = _BODIES[kind].model_validate(raw.get("body"), strict=True)
         return Envelope.model_validate({**raw, "body": body}, strict=True)
     except ValidationError as err:
         raise InvalidEnvelope(f"{kind} envelope is invalid: {_first_error(err)}") from err
+
+
+def decode(payload: bytes) -> Envelope:
+    """Parse and validate an envelope whose body is in clear, raising a precise :class:`ProtocolError`.
+
+    Hubs and brands receive sealed envelopes: they use :class:`hub.wire.Wire`, which opens
+    them and then calls :func:`validate`.
+    """
+    return validate(parse(payload))
 
 
 # --- brand manifest ---------------------------------------------------------------------------

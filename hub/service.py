@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from hub.crypto import BadSignature, Header, Identity, PublicKeys, UnknownKey
 from hub.errors import (
     BrokerError,
     FoyerError,
@@ -47,10 +48,11 @@ from hub.protocol import (
     decode,
     encode,
     new_id,
-    peek_id,
+    validate,
 )
 from hub.router import Lang, Router, detect_lang
 from hub.store import BrandRow, MessageRow, Store
+from hub.wire import Wire
 
 __all__ = ["Hub", "Link", "SendResult"]
 
@@ -89,9 +91,12 @@ class Hub:
         hub_id: str,
         directory: list[Manifest],
         link_factory: LinkFactory,
+        identity: Identity,
     ) -> None:
         self.store = store
         self.hub_id = hub_id
+        self.wire = Wire(identity)
+        self._unverified_status: dict[str, bytes] = {}
         for manifest in directory:
             store.upsert_manifest(manifest)
         self.router = Router(b.manifest for b in store.brands())
@@ -200,6 +205,7 @@ class Hub:
     async def opt_in(self, brand_id: str) -> BrandRow:
         self.brand(brand_id)
         self.store.set_opt_in(brand_id, True)
+        self._check_keys(brand_id)
         await self._follow(brand_id)
         self._emit("brand", self._brand_event(brand_id))
         return self.brand(brand_id)
@@ -255,7 +261,7 @@ class Hub:
             conversation=conversation_id,
             body=MessageBody(text=text, lang=lang),
         )
-        payload = encode(envelope)
+        payload = encode(envelope)  # kept in clear on the home's disk; sealed when published
         status = "accepted" if brand.online else "queued"
         with self.store.transaction():
             self.store.create_conversation(brand_id, conversation_id=conversation_id)
@@ -281,10 +287,27 @@ class Hub:
         return SendResult(message=row, brand=brand, notice=notice)
 
     async def _pump_outbox(self) -> None:
-        await pump(self.store.outbox, self.link, self._wake, peers=self._reachable, published=self._published)
+        await pump(
+            self.store.outbox,
+            self.link,
+            self._wake,
+            peers=self._reachable,
+            published=self._published,
+            prepare=self._seal,
+        )
 
     def _reachable(self) -> set[str]:
-        return self.store.brand_ids(opted_in=True, online=True)
+        return {
+            b for b in self.store.brand_ids(opted_in=True, online=True) if self.brand(b).pinned is not None
+        }
+
+    def _seal(self, item: OutboxItem) -> bytes:
+        return self._wire_bytes(decode(item.payload))
+
+    def _wire_bytes(self, envelope: Envelope) -> bytes:
+        """Seal and sign for the brand; the hub's keys travel along so the brand can pin them."""
+        brand = self.store.brand(envelope.recipient or "")
+        return self.wire.encode(envelope, brand.pinned if brand else None, with_keys=True)
 
     def _published(self, item: OutboxItem) -> None:
         self.stats["published"] += 1
@@ -329,14 +352,53 @@ class Hub:
         self.store.upsert_manifest(manifest)
         self.router.add(manifest)
         log.info("brand directory: %s %s", "updated" if known else "new brand", brand_id)
+        self._check_keys(brand_id)
         self._emit("brand", self._brand_event(brand_id))
+
+    def _check_keys(self, brand_id: str) -> None:
+        """Pin an opted-in brand's keys the first time they are seen; hold a change for approval."""
+        brand = self.brand(brand_id)
+        announced = _manifest_keys(brand.manifest)
+        if not brand.opted_in or announced is None:
+            return
+        if brand.pinned is None:
+            self.store.set_keys(brand_id, pinned=announced, pending=None)
+            log.info("pinned the keys of %s: %s", brand_id, announced.fingerprint())
+            if brand_id in self._unverified_status:  # its presence came before its keys
+                self._on_status(brand_id, self._unverified_status.pop(brand_id))
+        elif announced not in (brand.pinned, brand.pending):
+            self.store.set_keys(brand_id, pinned=brand.pinned, pending=announced)
+            self.stats["key_changes_pending"] += 1
+            log.warning(
+                "brand %s announced new keys %s: the household must approve",
+                brand_id,
+                announced.fingerprint(),
+            )
+        elif announced == brand.pinned and brand.pending is not None:
+            self.store.set_keys(brand_id, pinned=brand.pinned, pending=None)
+
+    def approve_keys(self, brand_id: str) -> BrandRow:
+        """The household accepts the new keys a brand announced (shown by their fingerprint)."""
+        brand = self.brand(brand_id)
+        if brand.pending is None:
+            raise InvalidEnvelope(f"brand {brand_id!r} has no key change waiting for approval")
+        self.store.set_keys(brand_id, pinned=brand.pending, pending=None)
+        self.store.outbox.retry_now(brand_id)
+        self._wake.set()
+        self._emit("brand", self._brand_event(brand_id))
+        return self.brand(brand_id)
 
     def _on_status(self, brand_id: str, payload: bytes) -> None:
         brand = self.store.brand(brand_id)
         if brand is None or not brand.opted_in:
             return
+        if not payload:
+            return  # a cleared retained message
         try:
-            envelope = decode(payload)
+            envelope = self.wire.decode(payload, lambda _sender, _keys: brand.pinned)
+        except UnknownKey:
+            self._unverified_status[brand_id] = payload  # checked again once its keys are pinned
+            return
         except ProtocolError as err:
             self._refuse(err.code, f"status of {brand_id!r}: {err}")
             return
@@ -356,19 +418,38 @@ class Hub:
     async def _on_envelope(self, brand_id: str, payload: bytes) -> None:
         brand = self.store.brand(brand_id)
         if brand is None or not brand.opted_in:
-            await self._refuse_to(
-                brand_id, NotOptedIn(f"hub {self.hub_id!r} has not opted into brand {brand_id!r}"), None
-            )
+            self._refuse("not_opted_in", f"hub {self.hub_id!r} has not opted into brand {brand_id!r}")
             return
         try:
-            envelope = decode(payload)
+            raw = self.wire.open(payload, lambda _sender, _keys: brand.pinned)
+        except (BadSignature, UnknownKey) as err:
+            # Anyone on the broker could have sent this: count it, never answer it.
+            self._refuse(err.code, f"from {brand_id!r}: {err}")
+            return
+        except FoyerError as err:
+            await self._refuse_to(brand_id, err, None)  # the id is not trustworthy: no ref
+            return
+        envelope_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        try:
+            envelope = validate(raw)
             if envelope.sender != brand_id:
                 raise InvalidEnvelope(
                     f"sender {envelope.sender!r} does not match the topic's brand {brand_id!r}"
                 )
+            if self.store.replay.seen(envelope.id):
+                self._on_duplicate(brand, envelope)
+                return
+            self.store.replay.check(Header.of(envelope))
             await self._accept(brand, envelope)
+            self.store.replay.remember(envelope.id, envelope.ts)
         except FoyerError as err:
-            await self._refuse_to(brand_id, err, peek_id(payload))
+            await self._refuse_to(brand_id, err, envelope_id)
+
+    def _on_duplicate(self, brand: BrandRow, envelope: Envelope) -> None:
+        """An envelope already accepted: its sender missed our receipt (or someone replays it)."""
+        self.refused["replayed"] += 1
+        if envelope.type in ("reply", "notification"):
+            self._background(self._send_receipt(brand.id, envelope.id))
 
     async def _accept(self, brand: BrandRow, envelope: Envelope) -> None:
         match envelope.body:
@@ -467,7 +548,7 @@ class Hub:
             type="receipt", sender=self.hub_id, recipient=brand_id, ref=ref, body=ReceiptBody()
         )
         try:
-            await self.link.publish(Topics.to_brand(brand_id, self.hub_id), encode(receipt))
+            await self.link.publish(Topics.to_brand(brand_id, self.hub_id), self._wire_bytes(receipt))
         except BrokerError as err:
             log.warning("receipt for %s not sent (the brand will resend): %s", ref, err)
 
@@ -486,8 +567,8 @@ class Hub:
             body=ErrorBody(code=err.code, message=str(err)[:1000]),
         )
         try:
-            await self.link.publish(Topics.to_brand(brand_id, self.hub_id), encode(error))
-        except BrokerError as exc:
+            await self.link.publish(Topics.to_brand(brand_id, self.hub_id), self._wire_bytes(error))
+        except (BrokerError, UnknownKey) as exc:
             log.warning("could not tell brand %s about the refusal: %s", brand_id, exc)
 
     # --- health ----------------------------------------------------------------------------
@@ -503,3 +584,10 @@ class Hub:
             "refused_total": sum(self.refused.values()),
             "stats": dict(self.stats),
         }
+
+
+def _manifest_keys(manifest: Manifest) -> PublicKeys | None:
+    try:
+        return PublicKeys.from_dict(manifest.keys) if manifest.keys else None
+    except (KeyError, ValueError, TypeError):
+        return None

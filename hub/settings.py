@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     def database(self) -> Path:
         return self.db_path or self.data_dir / "hub.db"
 
+    @property
+    def keys_path(self) -> Path:
+        """The hub's signing and sealing keys (created 0600 on first start), beside its database."""
+        return self.database.with_name(self.database.stem + ".keys.json")
+
 
 def get_settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]

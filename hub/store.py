@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from hub.crypto import PublicKeys, ReplayGuard
 from hub.devices import Devices
 from hub.errors import UnknownConversation
 from hub.outbox import Outbox, connect_sqlite
@@ -31,7 +32,9 @@ CREATE TABLE IF NOT EXISTS brands (
     opted_in INTEGER NOT NULL DEFAULT 0,
     opted_at INTEGER,
     online INTEGER NOT NULL DEFAULT 0,
-    status_at INTEGER
+    status_at INTEGER,
+    pinned_keys TEXT,                           -- the brand's public keys, pinned at opt-in
+    pending_keys TEXT                           -- new keys it announced, awaiting approval
 );
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
@@ -101,6 +104,8 @@ class BrandRow:
     opted_in: bool
     opted_at: int | None
     online: bool
+    pinned: PublicKeys | None = None
+    pending: PublicKeys | None = None
 
     @property
     def id(self) -> str:
@@ -114,6 +119,11 @@ class Store:
         self.path = path
         self._conn = connect_sqlite(path, synchronous=synchronous)
         self._conn.executescript(SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(brands)")}
+        for column in ("pinned_keys", "pending_keys"):  # databases made before keys existed
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE brands ADD COLUMN {column} TEXT")
+        self.replay = ReplayGuard(self._conn)
         self.outbox = Outbox(self._conn)
         self.devices = Devices(self._conn)
         self._brands: dict[str, BrandRow] = {}
@@ -203,7 +213,20 @@ class Store:
             opted_in=bool(row["opted_in"]),
             opted_at=row["opted_at"],
             online=bool(row["online"]),
+            pinned=PublicKeys.from_dict(json.loads(row["pinned_keys"])) if row["pinned_keys"] else None,
+            pending=PublicKeys.from_dict(json.loads(row["pending_keys"])) if row["pending_keys"] else None,
         )
+
+    def set_keys(self, brand_id: str, *, pinned: PublicKeys | None, pending: PublicKeys | None) -> None:
+        self._conn.execute(
+            "UPDATE brands SET pinned_keys = ?, pending_keys = ? WHERE id = ?",
+            (
+                json.dumps(pinned.as_dict()) if pinned else None,
+                json.dumps(pending.as_dict()) if pending else None,
+                brand_id,
+            ),
+        )
+        self._reload_brand(brand_id)
 
     def set_opt_in(self, brand_id: str, opted_in: bool) -> None:
         self._conn.execute(
