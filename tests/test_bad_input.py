@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from hub.protocol import MAX_PAYLOAD_BYTES, Author, Envelope, ReplyBody, Topics, new_id
+from hub.crypto import Identity
+from hub.protocol import MAX_PAYLOAD_BYTES, Author, Envelope, NotificationBody, ReplyBody, Topics, new_id
+from hub.wire import Wire
 from tests.conftest import BrandRunner, HubRunner
 from tests.factories import RawMqtt, wait_for
 
@@ -52,10 +54,13 @@ def test_bad_envelopes_from_a_brand_are_refused_answered_and_counted(
 ) -> None:
     hub_runner.opt_in = ["instant"]
     client = hub_runner.start()
-    brands("instant").start()
+    brand = brands("instant").start()
     wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
     kept = client.send("un message accepté", brand="instant").json()
     client.wait_reply(kept["conversation"])
+    # This "brand" holds instant's real keys: a buggy adapter, not a forger.
+    wire = Wire(Identity.load(brand.state.with_suffix(".keys.json")))
+    hub_keys = Identity.load(hub_runner.data_dir / "hub.keys.json").public()
 
     rogue = RawMqtt(hub_runner.broker.port, "test-rogue-instant")
     try:
@@ -68,24 +73,31 @@ def test_bad_envelopes_from_a_brand_are_refused_answered_and_counted(
             "unsupported_version": json.dumps({"v": 7, "type": "reply"}).encode(),
             "unknown_type": json.dumps({"v": 1, "type": "teleport", "id": "abcdefgh12"}).encode(),
             "too_large": b'{"v": 1, "pad": "' + b"x" * (MAX_PAYLOAD_BYTES + 100) + b'"}',
-            "unknown_conversation": stray.encode(),
+            "unknown_conversation": wire.encode(stray, hub_keys),
         }
-        for payload in payloads.values():
+        forged = Wire(Identity.generate()).encode(stray, hub_keys)  # signed by someone else
+        for payload in [*payloads.values(), forged]:
             rogue.publish(topic, payload)
-        errors = wait_for(
-            lambda: (e := [x for x in rogue.envelopes() if x.get("type") == "error"])
-            and len(e) >= len(payloads) and e,
-            15,
-            "an error envelope for each bad payload",
-        )
-        assert {e["body"]["code"] for e in errors} == set(payloads)
-        assert next(e for e in errors if e["body"]["code"] == "unknown_type")["ref"] == "abcdefgh12"
-        assert next(e for e in errors if e["body"]["code"] == "unknown_conversation")["ref"] == stray.id
+
+        def errors() -> list[Envelope]:
+            return [wire.decode(json.dumps(x).encode(), lambda _s, _k: hub_keys)
+                    for x in rogue.envelopes() if x.get("type") == "error"]
+
+        answered = wait_for(lambda: (e := errors()) and len(e) >= len(payloads) and e, 15,
+                            "an error envelope for each bad payload")
+        time.sleep(0.5)
+        answered = errors()
+        codes = sorted(e.body.code for e in answered)  # type: ignore[union-attr]
+        assert codes == sorted(payloads), "one error each, and none for the forgery"
+        refs = {e.body.code: e.ref for e in answered}  # type: ignore[union-attr]
+        assert refs["unknown_conversation"] == stray.id  # verified: its id can be echoed
+        assert refs["unknown_type"] is None  # unverified: its id is never echoed
     finally:
         rogue.close()
     refused = client.health()["refused"]
     for code in payloads:
         assert refused[code] == 1, refused
+    assert refused["bad_signature"] == 1
     # The hub kept running and kept what it had accepted.
     assert len(client.conversation(kept["conversation"])["messages"]) == 2
     again = client.send("toujours là ?", conversation=kept["conversation"]).json()
@@ -97,14 +109,16 @@ def test_opted_out_brand_cannot_reach_the_household(
 ) -> None:
     hub_runner.opt_in = ["instant"]
     client = hub_runner.start()
-    brands("instant").start()
+    brand = brands("instant").start()
     wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
     rogue = RawMqtt(hub_runner.broker.port, "test-rogue-2")
     topic = Topics.to_hub("test-home", "instant")
+    wire = Wire(Identity.load(brand.state.with_suffix(".keys.json")))
+    hub_keys = Identity.load(hub_runner.data_dir / "hub.keys.json").public()
 
     def note(text: str) -> bytes:
-        return json.dumps({"v": 1, "id": new_id(), "type": "notification", "sender": "instant",
-                           "ts": int(time.time() * 1000), "body": {"text": text}}).encode()
+        envelope = Envelope(type="notification", sender="instant", body=NotificationBody(text=text))
+        return wire.encode(envelope, hub_keys)
 
     try:
         rogue.publish(topic, note("Avant : votre colis est parti."))  # control: this one gets in

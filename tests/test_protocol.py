@@ -57,7 +57,7 @@ def test_round_trip_keeps_every_field() -> None:
         (json.dumps(_message(type="teleport")).encode(), UnknownMessageType, "'teleport'"),
         (json.dumps(_message(sender="Not An Id!")).encode(), InvalidEnvelope, "sender"),
         (json.dumps(_message(body={"text": ""})).encode(), InvalidEnvelope, "text"),
-        (json.dumps(_message(sealed="abc")).encode(), InvalidEnvelope, "sealed"),
+        (json.dumps(_message(sealed=7)).encode(), InvalidEnvelope, "sealed"),
         (json.dumps({k: v for k, v in _message().items() if k != "id"}).encode(), InvalidEnvelope,
          "missing id"),
         (json.dumps({k: v for k, v in _message().items() if k != "ts"}).encode(), InvalidEnvelope,

@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.errors import AmbiguousBrand, NotOptedIn, UnknownBrand, UnknownConversation
 from hub.protocol import (
     MAX_PAYLOAD_BYTES,
     Author,
     Envelope,
+    ErrorBody,
     LocalizedText,
     Manifest,
     NotificationBody,
@@ -23,12 +26,18 @@ from hub.protocol import (
     Topics,
     new_id,
 )
+from hub.crypto import CannotOpen, Identity, b64encode
 from hub.service import Hub
 from hub.store import Store
+from hub.wire import Wire
 
 TEXT = LocalizedText(fr="x", en="x")
-SHOP = Manifest(id="shop", name="Boutique Test", description=TEXT)
-OTHER = Manifest(id="other", name="Autre Marque", description=TEXT)
+HUB_ID = Identity.generate()
+BRAND_IDS = {"shop": Identity.generate(), "other": Identity.generate(), "nobody": Identity.generate()}
+SHOP = Manifest(id="shop", name="Boutique Test", description=TEXT,
+                keys=BRAND_IDS["shop"].public().as_dict())
+OTHER = Manifest(id="other", name="Autre Marque", description=TEXT,
+                 keys=BRAND_IDS["other"].public().as_dict())
 
 
 class FakeLink:
@@ -54,12 +63,21 @@ class FakeLink:
     def of_type(self, kind: str) -> list[dict[str, object]]:
         return [p for _, p in self.published if p["type"] == kind]
 
+    def opened(self, kind: str, brand_id: str = "shop") -> list[Envelope]:
+        """What the brand reads: each envelope of ``kind`` verified and opened with its keys."""
+        wire = Wire(BRAND_IDS[brand_id])
+        return [
+            wire.decode(json.dumps(p).encode(), lambda _s, _k: HUB_ID.public()) for p in self.of_type(kind)
+        ]
+
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     with Store(tmp_path / "hub.db") as store:
         link = FakeLink()
-        async with Hub(store, hub_id="home", directory=[SHOP, OTHER], link_factory=lambda _: link) as h:
+        async with Hub(
+            store, hub_id="home", directory=[SHOP, OTHER], link_factory=lambda _: link, identity=HUB_ID
+        ) as h:
             await h.opt_in("shop")
             yield h
 
@@ -70,13 +88,18 @@ def fake(hub: Hub) -> FakeLink:
     return link
 
 
+def sealed(envelope: Envelope, by: str = "shop") -> bytes:
+    """The envelope as the brand ``by`` puts it on the wire: sealed for the hub, signed by ``by``."""
+    return Wire(BRAND_IDS[by]).encode(envelope, HUB_ID.public())
+
+
 async def online(hub: Hub, brand_id: str = "shop") -> None:
     presence = Envelope(type="presence", sender=brand_id, body=PresenceBody(status="online"))
-    await hub.on_mqtt(Topics.status(brand_id), presence.encode(), True)
+    await hub.on_mqtt(Topics.status(brand_id), sealed(presence, brand_id), True)
 
 
 async def from_brand(hub: Hub, envelope: Envelope | bytes, brand_id: str = "shop") -> None:
-    payload = envelope if isinstance(envelope, bytes) else envelope.encode()
+    payload = envelope if isinstance(envelope, bytes) else sealed(envelope, brand_id)
     await hub.on_mqtt(Topics.to_hub("home", brand_id), payload, False)
 
 
@@ -144,7 +167,7 @@ async def test_a_redelivered_reply_is_stored_once_and_acknowledged_each_time(hub
     messages = hub.store.messages(sent.message.conversation_id)
     assert [m.direction for m in messages] == ["out", "in"]
     assert [r["ref"] for r in fake(hub).of_type("receipt")] == [reply.id, reply.id]
-    assert hub.stats["duplicates"] == 1
+    assert hub.refused["replayed"] == 1  # seen before: acknowledged again, stored once
 
 
 async def test_notifications_open_their_own_conversation(hub: Hub) -> None:
@@ -175,10 +198,10 @@ async def test_bad_payloads_are_refused_counted_and_answered(hub: Hub, payload: 
     kept = await hub.send("Un message déjà accepté", brand_id="shop")
     await from_brand(hub, payload)
     assert hub.refused[code] == 1
-    [error] = fake(hub).of_type("error")
-    assert error["body"]["code"] == code  # type: ignore[index]
-    if code == "unknown_type":
-        assert error["ref"] == "0123456789"
+    [error] = fake(hub).opened("error")
+    assert isinstance(error.body, ErrorBody)
+    assert error.body.code == code
+    assert error.ref is None  # an unverified envelope's id is never echoed
     assert hub.store.message(kept.message.id) is not None
     assert hub.health()["refused_total"] == 1
 
@@ -186,7 +209,8 @@ async def test_bad_payloads_are_refused_counted_and_answered(hub: Hub, payload: 
 async def test_reply_in_unknown_conversation_is_refused(hub: Hub) -> None:
     await from_brand(hub, reply_to(new_id()))
     assert hub.refused["unknown_conversation"] == 1
-    assert fake(hub).of_type("error")[0]["body"]["code"] == "unknown_conversation"  # type: ignore[index]
+    [error] = fake(hub).opened("error")
+    assert error.body == ErrorBody(code="unknown_conversation", message=error.body.message)  # type: ignore[union-attr]
 
 
 async def test_a_brand_cannot_speak_in_another_brands_conversation(hub: Hub) -> None:
@@ -304,3 +328,148 @@ async def test_absurd_json_is_refused_not_crashed_on(hub: Hub) -> None:
     await from_brand(hub, b"[" * 60_000)
     await from_brand(hub, b'{"v": 1, "n": ' + b"9" * 5000 + b"}")
     assert hub.refused["malformed_json"] == 2
+
+
+# --- sealing, signatures, replay ----------------------------------------------------------
+
+
+async def test_what_the_hub_publishes_is_sealed_for_the_brand_alone(hub: Hub) -> None:
+    await online(hub)
+    await hub.send("Mon IBAN est secret, ma commande 4821", brand_id="shop")
+    await settle()
+    [topic_and_payload] = [p for p in fake(hub).published if p[1]["type"] == "message"]
+    wire_json = json.dumps(topic_and_payload[1])
+    assert "4821" not in wire_json
+    assert "body" not in topic_and_payload[1]
+    [message] = fake(hub).opened("message")
+    assert message.body.text == "Mon IBAN est secret, ma commande 4821"  # type: ignore[union-attr]
+    with pytest.raises(CannotOpen):
+        fake(hub).opened("message", brand_id="other")
+
+
+def _tamper(payload: bytes, field: str, value: object) -> bytes:
+    raw = json.loads(payload)
+    raw[field] = value
+    return json.dumps(raw).encode()
+
+
+async def test_forged_tampered_replayed_or_expired_envelopes_never_reach_a_conversation(hub: Hub) -> None:
+    await online(hub)
+    sent = await hub.send("Bonjour", brand_id="shop")
+    conversation = sent.message.conversation_id
+    good = sealed(reply_to(conversation, "vraie réponse"))
+    ciphertext = json.loads(good)["sealed"]
+    flipped = ciphertext[:10] + ("A" if ciphertext[10] != "A" else "B") + ciphertext[11:]
+    attempts = {
+        "bad_signature": [
+            _tamper(good, "sealed", flipped),  # tampered ciphertext
+            _tamper(good, "conversation", new_id()),  # tampered header
+            sealed(reply_to(conversation, "je suis shop"), by="other"),  # wrong signer
+            _tamper(good, "sig", None),  # unsigned
+        ],
+        "expired": [sealed(reply_to(conversation, "vieux", ts=1_000))],
+    }
+    for code, payloads in attempts.items():
+        for payload in payloads:
+            await from_brand(hub, payload)
+        assert hub.refused[code] == len(payloads), (code, hub.refused)
+    assert [m.direction for m in hub.store.messages(conversation)] == ["out"]
+    errors = fake(hub).opened("error")  # a forgery is never answered; the expired reply is
+    assert [e.body.code for e in errors] == ["expired"]  # type: ignore[union-attr]
+    await from_brand(hub, good)
+    await from_brand(hub, good)  # a replay of a real reply
+    assert [m.text for m in hub.store.messages(conversation)] == ["Bonjour", "vraie réponse"]
+    assert hub.refused["replayed"] == 1
+
+
+async def test_a_brand_whose_keys_changed_is_held_until_the_household_approves(hub: Hub) -> None:
+    await online(hub)
+    new_identity = Identity.generate()
+    changed = SHOP.model_copy(update={"keys": new_identity.public().as_dict()})
+    await hub.on_mqtt(Topics.manifest("shop"), changed.model_dump_json().encode(), True)
+    brand = hub.brand("shop")
+    assert brand.pinned == BRAND_IDS["shop"].public()
+    assert brand.pending == new_identity.public()
+    sent = await hub.send("Bonjour", brand_id="shop")
+    forged = Wire(new_identity).encode(reply_to(sent.message.conversation_id), HUB_ID.public())
+    await from_brand(hub, forged)
+    assert hub.refused["bad_signature"] == 1
+    hub.approve_keys("shop")
+    assert hub.brand("shop").pinned == new_identity.public()
+    await from_brand(hub, forged)
+    assert len(hub.store.messages(sent.message.conversation_id)) == 2
+
+
+async def test_a_brand_with_no_pinned_keys_is_not_sent_anything(tmp_path: Path) -> None:
+    keyless = Manifest(id="keyless", name="Sans Clés", description=TEXT)
+    with Store(tmp_path / "hub.db") as store:
+        link = FakeLink()
+        async with Hub(store, hub_id="home", directory=[keyless], link_factory=lambda _: link,
+                       identity=HUB_ID) as hub:
+            await hub.opt_in("keyless")
+            presence = Envelope(type="presence", sender="keyless", body=PresenceBody(status="online"))
+            await hub.on_mqtt(Topics.status("keyless"), Wire(BRAND_IDS["nobody"]).encode(presence, None), True)
+            sent = await hub.send("Bonjour", brand_id="keyless")
+            await settle()
+            assert link.of_type("message") == []
+            assert hub.store.message(sent.message.id).status == "queued"  # type: ignore[union-attr]
+            announced = keyless.model_copy(update={"keys": BRAND_IDS["nobody"].public().as_dict()})
+            await hub.on_mqtt(Topics.manifest("keyless"), announced.model_dump_json().encode(), True)
+            await settle()
+            assert hub.brand("keyless").online  # its presence is checked again once keys are pinned
+            assert len(link.of_type("message")) == 1
+
+
+async def test_an_opted_in_brand_without_pinned_keys_cannot_speak(tmp_path: Path) -> None:
+    keyless = Manifest(id="keyless", name="Sans Clés", description=TEXT)
+    with Store(tmp_path / "hub.db") as store:
+        link = FakeLink()
+        async with Hub(store, hub_id="home", directory=[keyless], link_factory=lambda _: link,
+                       identity=HUB_ID) as hub:
+            await hub.opt_in("keyless")
+            note = Envelope(type="notification", sender="keyless", body=NotificationBody(text="Promo"))
+            payload = Wire(BRAND_IDS["nobody"]).encode(note, HUB_ID.public())
+            await hub.on_mqtt(Topics.to_hub("home", "keyless"), payload, False)
+            assert hub.refused["unknown_key"] == 1
+            assert hub.store.notifications() == []
+            assert link.of_type("error") == []
+
+
+envelope_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "v": st.one_of(st.just(1), st.integers(), st.text(max_size=3)),
+        "id": st.one_of(st.uuids().map(str), st.text(max_size=70)),
+        "type": st.sampled_from(["message", "reply", "notification", "receipt", "error", "presence", "x"]),
+        "sender": st.sampled_from(["shop", "other", "home", "", "SHOP"]),
+        "recipient": st.sampled_from(["home", "shop", None]),
+        "conversation": st.one_of(st.none(), st.uuids().map(str), st.text(max_size=10)),
+        "ref": st.one_of(st.none(), st.uuids().map(str)),
+        "ts": st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.text(max_size=5)),
+        "body": st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=4)),
+        "sealed": st.one_of(st.none(), st.text(max_size=200), st.binary(max_size=120).map(b64encode)),
+        "sig": st.one_of(st.none(), st.text(max_size=100), st.binary(min_size=64, max_size=64).map(b64encode)),
+        "keys": st.one_of(st.none(), st.dictionaries(st.sampled_from(["sign", "box"]), st.text(max_size=50))),
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.one_of(st.binary(max_size=400), envelope_fields.map(lambda d: json.dumps(d).encode())))
+def test_arbitrary_input_never_crashes_the_hub_or_gets_in(tmp_path_factory: pytest.TempPathFactory,
+                                                          payload: bytes) -> None:
+    async def scenario() -> None:
+        with Store(tmp_path_factory.mktemp("fuzz") / "hub.db") as store:
+            link = FakeLink()
+            async with Hub(store, hub_id="home", directory=[SHOP, OTHER], link_factory=lambda _: link,
+                           identity=HUB_ID) as hub:
+                await hub.opt_in("shop")
+                sent = await hub.send("Bonjour", brand_id="shop")
+                for topic in (Topics.to_hub("home", "shop"), Topics.status("shop"), Topics.manifest("shop")):
+                    await hub.on_mqtt(topic, payload, False)
+                assert len(hub.store.messages(sent.message.conversation_id)) == 1
+                assert hub.store.notifications() == []
+                assert hub.store.message(sent.message.id).status == "queued"  # type: ignore[union-attr]
+                assert not hub.brand("shop").online
+
+    asyncio.run(scenario())
