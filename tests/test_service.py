@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.crypto import CannotOpen, Identity, b64encode
 from hub.errors import AmbiguousBrand, NotOptedIn, UnknownBrand, UnknownConversation
 from hub.protocol import (
     MAX_PAYLOAD_BYTES,
@@ -26,7 +27,6 @@ from hub.protocol import (
     Topics,
     new_id,
 )
-from hub.crypto import CannotOpen, Identity, b64encode
 from hub.service import Hub
 from hub.store import Store
 from hub.wire import Wire
@@ -34,10 +34,10 @@ from hub.wire import Wire
 TEXT = LocalizedText(fr="x", en="x")
 HUB_ID = Identity.generate()
 BRAND_IDS = {"shop": Identity.generate(), "other": Identity.generate(), "nobody": Identity.generate()}
-SHOP = Manifest(id="shop", name="Boutique Test", description=TEXT,
-                keys=BRAND_IDS["shop"].public().as_dict())
-OTHER = Manifest(id="other", name="Autre Marque", description=TEXT,
-                 keys=BRAND_IDS["other"].public().as_dict())
+SHOP = Manifest(id="shop", name="Boutique Test", description=TEXT, keys=BRAND_IDS["shop"].public().as_dict())
+OTHER = Manifest(
+    id="other", name="Autre Marque", description=TEXT, keys=BRAND_IDS["other"].public().as_dict()
+)
 
 
 class FakeLink:
@@ -404,11 +404,14 @@ async def test_a_brand_with_no_pinned_keys_is_not_sent_anything(tmp_path: Path) 
     keyless = Manifest(id="keyless", name="Sans Clés", description=TEXT)
     with Store(tmp_path / "hub.db") as store:
         link = FakeLink()
-        async with Hub(store, hub_id="home", directory=[keyless], link_factory=lambda _: link,
-                       identity=HUB_ID) as hub:
+        async with Hub(
+            store, hub_id="home", directory=[keyless], link_factory=lambda _: link, identity=HUB_ID
+        ) as hub:
             await hub.opt_in("keyless")
             presence = Envelope(type="presence", sender="keyless", body=PresenceBody(status="online"))
-            await hub.on_mqtt(Topics.status("keyless"), Wire(BRAND_IDS["nobody"]).encode(presence, None), True)
+            await hub.on_mqtt(
+                Topics.status("keyless"), Wire(BRAND_IDS["nobody"]).encode(presence, None), True
+            )
             sent = await hub.send("Bonjour", brand_id="keyless")
             await settle()
             assert link.of_type("message") == []
@@ -424,8 +427,9 @@ async def test_an_opted_in_brand_without_pinned_keys_cannot_speak(tmp_path: Path
     keyless = Manifest(id="keyless", name="Sans Clés", description=TEXT)
     with Store(tmp_path / "hub.db") as store:
         link = FakeLink()
-        async with Hub(store, hub_id="home", directory=[keyless], link_factory=lambda _: link,
-                       identity=HUB_ID) as hub:
+        async with Hub(
+            store, hub_id="home", directory=[keyless], link_factory=lambda _: link, identity=HUB_ID
+        ) as hub:
             await hub.opt_in("keyless")
             note = Envelope(type="notification", sender="keyless", body=NotificationBody(text="Promo"))
             payload = Wire(BRAND_IDS["nobody"]).encode(note, HUB_ID.public())
@@ -448,7 +452,9 @@ envelope_fields = st.fixed_dictionaries(
         "ts": st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.text(max_size=5)),
         "body": st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=4)),
         "sealed": st.one_of(st.none(), st.text(max_size=200), st.binary(max_size=120).map(b64encode)),
-        "sig": st.one_of(st.none(), st.text(max_size=100), st.binary(min_size=64, max_size=64).map(b64encode)),
+        "sig": st.one_of(
+            st.none(), st.text(max_size=100), st.binary(min_size=64, max_size=64).map(b64encode)
+        ),
         "keys": st.one_of(st.none(), st.dictionaries(st.sampled_from(["sign", "box"]), st.text(max_size=50))),
     },
 )
@@ -456,13 +462,15 @@ envelope_fields = st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.one_of(st.binary(max_size=400), envelope_fields.map(lambda d: json.dumps(d).encode())))
-def test_arbitrary_input_never_crashes_the_hub_or_gets_in(tmp_path_factory: pytest.TempPathFactory,
-                                                          payload: bytes) -> None:
+def test_arbitrary_input_never_crashes_the_hub_or_gets_in(
+    tmp_path_factory: pytest.TempPathFactory, payload: bytes
+) -> None:
     async def scenario() -> None:
         with Store(tmp_path_factory.mktemp("fuzz") / "hub.db") as store:
             link = FakeLink()
-            async with Hub(store, hub_id="home", directory=[SHOP, OTHER], link_factory=lambda _: link,
-                           identity=HUB_ID) as hub:
+            async with Hub(
+                store, hub_id="home", directory=[SHOP, OTHER], link_factory=lambda _: link, identity=HUB_ID
+            ) as hub:
                 await hub.opt_in("shop")
                 sent = await hub.send("Bonjour", brand_id="shop")
                 for topic in (Topics.to_hub("home", "shop"), Topics.status("shop"), Topics.manifest("shop")):
