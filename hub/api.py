@@ -61,6 +61,7 @@ _STATUS: dict[type[FoyerError], int] = {
     AmbiguousBrand: 409,
     PayloadTooLarge: 413,
     BrokerError: 503,
+    NoPendingKeys: 409,
 }
 
 

@@ -164,7 +164,7 @@ def cmd_brand_list(_: argparse.Namespace) -> int:
 
 def cmd_brands(args: argparse.Namespace) -> int:
     with _client(args.url) as client:
-        if args.action in ("opt-in", "opt-out"):
+        if args.action in ("opt-in", "opt-out", "approve-keys"):
             if not args.brand:
                 print(f"foyer brands {args.action} needs a brand id", file=sys.stderr)
                 return 2
@@ -178,7 +178,13 @@ def cmd_brands(args: argparse.Namespace) -> int:
     for brand in brands:
         mark = "✔" if brand["opted_in"] else "·"
         presence = "en ligne" if brand["online"] else "hors ligne"
-        print(f"{mark} {brand['id']:16} {brand['name']:20} {presence}")
+        keys = f"clés {brand['keys']}" if brand.get("keys") else ""
+        print(f"{mark} {brand['id']:16} {brand['name']:20} {presence:10} {keys}".rstrip())
+        if brand.get("pending_keys"):
+            print(
+                f"    ⚠ nouvelles clés annoncées {brand['pending_keys']} :"
+                f" vérifiez-les auprès de la marque, puis foyer brands approve-keys {brand['id']}"
+            )
     return 0
 
 
@@ -318,7 +324,7 @@ def _parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
     sub.choices["chat"].add_argument("--brand", help="start talking to this brand")
     sub.choices["brands"].add_argument(
-        "action", nargs="?", default="list", choices=["list", "opt-in", "opt-out"]
+        "action", nargs="?", default="list", choices=["list", "opt-in", "opt-out", "approve-keys"]
     )
     sub.choices["brands"].add_argument("brand", nargs="?")
     sub.choices["login"].add_argument("code", help="the code `foyer pair` showed")

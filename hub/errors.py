@@ -13,6 +13,7 @@
     │   └── AmbiguousBrand     the text names none or several brands: ask, don't guess
     ├── UnknownConversation    a conversation id the hub never opened (``unknown_conversation``)
     ├── ManifestError          a brand manifest that does not validate
+    ├── NoPendingKeys          approving keys a brand never announced (``no_pending_keys``)
     ├── BrokerError            the MQTT side refused or failed an operation
     └── AuthError              a household device is not allowed to do this
         ├── Unauthorized       no valid device token (``unauthorized``, HTTP 401)
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidEnvelope",
     "MalformedPayload",
     "ManifestError",
+    "NoPendingKeys",
     "NotOptedIn",
     "PairingFailed",
     "PayloadTooLarge",
@@ -105,6 +107,10 @@ class UnknownConversation(FoyerError):
 
 class ManifestError(FoyerError):
     code = "invalid_manifest"
+
+
+class NoPendingKeys(FoyerError):
+    code = "no_pending_keys"
 
 
 class BrokerError(FoyerError):

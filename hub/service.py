@@ -26,6 +26,7 @@ from hub.errors import (
     FoyerError,
     InvalidEnvelope,
     ManifestError,
+    NoPendingKeys,
     NotOptedIn,
     ProtocolError,
     UnknownBrand,
@@ -381,7 +382,7 @@ class Hub:
         """The household accepts the new keys a brand announced (shown by their fingerprint)."""
         brand = self.brand(brand_id)
         if brand.pending is None:
-            raise InvalidEnvelope(f"brand {brand_id!r} has no key change waiting for approval")
+            raise NoPendingKeys(f"brand {brand_id!r} has no key change waiting for approval")
         self.store.set_keys(brand_id, pinned=brand.pending, pending=None)
         self.store.outbox.retry_now(brand_id)
         self._wake.set()

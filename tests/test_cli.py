@@ -31,6 +31,9 @@ def test_opt_in_and_out_from_the_command_line(hub_runner: HubRunner) -> None:
     token = hub_runner.token
     listing = foyer("brands", "--url", url, token=token)
     assert listing.returncode == 0, listing.stderr
+    nothing = foyer("brands", "approve-keys", "sportissimo", "--url", url, token=token)
+    assert nothing.returncode == 1
+    assert "no key change waiting" in nothing.stderr
     assert "· sportissimo" in listing.stdout
     assert "instant" not in listing.stdout  # test brands stay out of the household's directory
     opted = foyer("brands", "opt-in", "sportissimo", "--url", url, token=token)
