@@ -32,6 +32,7 @@ from hub.errors import (
     BrokerError,
     Forbidden,
     FoyerError,
+    NoPendingKeys,
     NotOptedIn,
     PairingFailed,
     PayloadTooLarge,
