@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brand_adapters.registry import manifests
-from hub.broker import EmbeddedBroker, free_port
+from hub.broker import free_port, secured_embedded
 from hub.crypto import Identity
 from hub.devices import Device, Role
 from hub.errors import (
@@ -158,7 +158,10 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
-async def _broker_for(settings: Settings, stack: AsyncExitStack) -> BrokerSettings:
+async def _broker_for(
+    settings: Settings, stack: AsyncExitStack, hub_id: str, brand_ids: list[str]
+) -> BrokerSettings:
+    """The configured broker, or an embedded one that refuses anonymous clients."""
     if settings.broker_url:
         return parse_broker_url(
             settings.broker_url,
@@ -169,8 +172,12 @@ async def _broker_for(settings: Settings, stack: AsyncExitStack) -> BrokerSettin
     port = free_port(preferred=settings.embedded_broker_port)
     if port != settings.embedded_broker_port:
         log.warning("port %s is busy: the embedded broker uses %s", settings.embedded_broker_port, port)
-    broker = await stack.enter_async_context(EmbeddedBroker(port=port))
-    return broker.settings
+    broker, account, secrets = secured_embedded(
+        settings.database.parent / "broker", hub_id, brand_ids, "127.0.0.1", port
+    )
+    await stack.enter_async_context(broker)
+    print(f"embedded broker on mqtt://127.0.0.1:{port}; brand accounts in {secrets}", flush=True)
+    return account
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -179,15 +186,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
-            broker = await _broker_for(settings, stack)
             store = stack.enter_context(Store(settings.database, synchronous=settings.db_sync))
             hub_id = settings.hub_id or store.meta("hub_id") or f"home-{secrets.token_hex(4)}"
             store.set_meta("hub_id", hub_id)
+            directory = manifests(with_test=settings.auto_opt_in)
+            brand_ids = sorted({m.id for m in directory} | {b.id for b in store.brands()})
+            broker = await _broker_for(settings, stack, hub_id, brand_ids)
             hub = Hub(
                 store,
                 identity=Identity.load_or_create(settings.keys_path),
                 hub_id=hub_id,
-                directory=manifests(with_test=settings.auto_opt_in),
+                directory=directory,
                 link_factory=lambda h: MqttLink(
                     broker, f"foyer-hub-{hub_id}", h.on_mqtt, on_connect=h.on_connect
                 ),

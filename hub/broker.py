@@ -10,15 +10,17 @@ A real home or network points Foyer at Mosquitto or a cluster with ``--broker``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from hub.errors import BrokerError
 from hub.mqtt import BrokerSettings
 
-__all__ = ["EmbeddedBroker", "free_port", "port_is_free"]
+__all__ = ["EmbeddedBroker", "free_port", "port_is_free", "secured_embedded"]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,11 @@ def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
 class EmbeddedBroker:
     """An amqtt broker on ``host:port`` for the lifetime of an ``async with`` block."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, secured: Any = None) -> None:
+        """``secured`` is an amqtt config from :func:`hub.broker_acl.amqtt_config`; None is anonymous."""
         self.host = host
         self.port = port or free_port(host)
+        self._secured: dict[str, Any] | None = secured
         self._broker: Any = None
 
     @property
@@ -58,7 +62,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         from amqtt.broker import Broker  # imported here: only the embedded mode pays for it
 
-        config = {
+        config = self._secured or {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             "plugins": {
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
@@ -69,7 +73,7 @@ class EmbeddedBroker:
         self._broker = Broker(config)
         try:
             await self._broker.start()
-        except Exception as err:
+        except Exception as err:  # amqtt raises bare exceptions: name the address at least
             raise BrokerError(f"embedded broker could not listen on {self.host}:{self.port}: {err}") from err
         log.info("embedded broker listening on %s:%s", self.host, self.port)
         return self
@@ -84,3 +88,25 @@ class EmbeddedBroker:
             with contextlib.suppress(Exception):
                 await self._broker.shutdown()
             self._broker = None
+
+
+def secured_embedded(
+    data_dir: Path, hub_id: str, brand_ids: list[str], host: str, port: int
+) -> tuple[EmbeddedBroker, BrokerSettings, Path]:
+    """An embedded broker that refuses anonymous clients: one account per identity.
+
+    The accounts (passwords in ``<data_dir>/secrets.json``, a Mosquitto-format ``passwd``)
+    cover this hub and every brand of its directory. The topic ACL lets a brand publish
+    to this hub whether or not the household opted in (the broker cannot follow live
+    opt-in changes); the hub itself refuses brands it has not opted into.
+    """
+    from hub.acl import HubEntry, Network, hub_username, write_mosquitto_config
+    from hub.broker_acl import amqtt_config
+
+    network = Network(hubs={hub_id: HubEntry(opt_in=list(brand_ids))}, brands=list(brand_ids))
+    paths = write_mosquitto_config(network, data_dir, port, host=host)
+    secrets = json.loads(paths["secrets"].read_text())
+    broker = EmbeddedBroker(host, port, secured=amqtt_config(network, paths["passwd"], host, port))
+    username = hub_username(hub_id)
+    settings = BrokerSettings(host=host, port=port, username=username, password=secrets[username])
+    return broker, settings, paths["secrets"]

@@ -131,10 +131,29 @@ def cmd_hub(args: argparse.Namespace) -> int:
 def cmd_broker(args: argparse.Namespace) -> int:
     from hub.broker import EmbeddedBroker, free_port
 
+    if args.broker_command == "config":
+        from hub.acl import run as write_config
+
+        return write_config(args)
+    secured = None
+    if args.network and args.passwd:
+        from hub.acl import load_network
+        from hub.broker_acl import amqtt_config
+
+        secured = amqtt_config(load_network(Path(args.network)), Path(args.passwd), args.host, args.port)
+    elif not args.anonymous:
+        print(
+            "foyer broker: give --network and --passwd (from `foyer broker config`), or --anonymous"
+            " for a throw-away test broker",
+            file=sys.stderr,
+        )
+        return 2
+
     async def run() -> None:
-        port = free_port(args.host, preferred=args.port)
-        async with EmbeddedBroker(args.host, port) as broker:
-            print(f"embedded broker ready on {broker.settings.url}", flush=True)
+        port = args.port if secured else free_port(args.host, preferred=args.port)
+        async with EmbeddedBroker(args.host, port, secured=secured) as broker:
+            mode = "accounts and ACLs" if secured else "ANONYMOUS (tests and demos only)"
+            print(f"embedded broker ready on {broker.settings.url} — {mode}", flush=True)
             await asyncio.Event().wait()
 
     asyncio.run(run())
@@ -280,10 +299,18 @@ def _add_server_commands(sub: Any) -> None:
     hub.add_argument("--opt-in", action="append", help="opt into this brand at start (repeatable)")
     hub.set_defaults(func=cmd_hub)
 
-    broker = sub.add_parser("broker", help="run the embedded MQTT broker alone")
+    broker = sub.add_parser("broker", help="run the embedded MQTT broker alone, or write broker configs")
     broker.add_argument("--host", default="127.0.0.1")
-    broker.add_argument("--port", type=int, default=1883, help="another if busy")
-    broker.set_defaults(func=cmd_broker)
+    broker.add_argument("--port", type=int, default=1883, help="another if busy (anonymous mode)")
+    broker.add_argument("--network", help="network.json: hubs, opt-ins, brands (secured mode)")
+    broker.add_argument("--passwd", help="the passwd file `foyer broker config` wrote (secured mode)")
+    broker.add_argument("--anonymous", action="store_true", help="accept anyone: tests and demos only")
+    broker.set_defaults(func=cmd_broker, broker_command=None)
+    actions = broker.add_subparsers(dest="broker_command")
+    config = actions.add_parser("config", help="write Mosquitto passwd/ACL/config for a network")
+    from hub.acl import add_arguments
+
+    add_arguments(config)
 
     brand = sub.add_parser("brand", help="brand adapters").add_subparsers(dest="brand_command", required=True)
     run = brand.add_parser("run", help="run a brand adapter as its own process")

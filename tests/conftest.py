@@ -49,7 +49,7 @@ def start_broker(kind: str, tmp_path: Path, extra_config: str = "") -> Broker:
         config = mosquitto_config(tmp_path / f"mosquitto-{port}.conf", port, extra_config)
         args = [binary, "-c", str(config)]
     else:
-        args = python_cmd("broker", "--port", str(port))
+        args = python_cmd("broker", "--port", str(port), "--anonymous")
     proc = Proc(f"{kind}-broker", args, tmp_path / f"{kind}-broker.log").start()
     try:
         wait_for(lambda: port_open(port) and proc.alive, 15, f"{kind} broker on port {port}")

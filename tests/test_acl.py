@@ -141,6 +141,8 @@ class Client:
     def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         self.connack = reason
         self.session_present = bool(flags.session_present)
+        if reason.is_failure:
+            self.mqtt.disconnect()  # no automatic retries: one refused attempt per Client
         self.connected.set()
 
     def _on_disconnect(self, *_args: Any) -> None:
