@@ -42,7 +42,10 @@ __all__ = [
     "Contact",
     "Envelope",
     "ErrorBody",
+    "FeedbackBody",
+    "HandoffBody",
     "Humans",
+    "IdeaBody",
     "Manifest",
     "MessageBody",
     "NotificationBody",
@@ -51,6 +54,7 @@ __all__ = [
     "ReplyBody",
     "ScopeRequest",
     "Topics",
+    "TranscriptLine",
     "check_id",
     "decode",
     "encode",
@@ -216,6 +220,53 @@ class PresenceBody(_Model):
     humans_available: bool = False
 
 
+class TranscriptLine(_Model):
+    role: Literal["member", "bot", "human"]
+    text: Text
+
+
+class HandoffBody(_Model):
+    """A person of the brand taking a conversation over, or not — the same type both ways.
+
+    hub → brand: ``request`` (the member asked, or the hub offered and the member
+    accepted; with the reason, the language and a gated transcript excerpt),
+    ``callback`` (no one was there: call me back), ``ended`` (the member closed it).
+    brand → hub: ``accepted`` (a named agent, or a queue position and expected wait;
+    sent unprompted when the bot decides to hand over), ``unavailable`` (no one now:
+    ``next_available`` says when), ``ended`` (back to the bot, or closed).
+    While a human holds a conversation the brand's bot stays silent.
+    """
+
+    action: Literal["request", "accepted", "unavailable", "ended", "callback"]
+    origin: Literal["member", "hub", "bot"] | None = None
+    reason: Annotated[str, Field(max_length=200)] | None = None
+    lang: Lang = "fr"
+    transcript: list[TranscriptLine] = Field(default_factory=list, max_length=20)
+    agent: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    queue_position: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    wait_s: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
+    next_available: Annotated[str, Field(max_length=120)] | None = None
+    outcome: Literal["back_to_bot", "closed"] | None = None
+
+
+Rating = Annotated[int, Field(ge=1, le=5)]
+
+
+class FeedbackBody(_Model):
+    """The member's satisfaction answer, sent only if the household allows it."""
+
+    rating_bot: Rating | None = None
+    rating_human: Rating | None = None
+    comment: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class IdeaBody(_Model):
+    """An idea or suggestion for the brand (co-construction); the brand's receipt acknowledges it."""
+
+    text: Text
+    lang: Lang = "fr"
+
+
 _BODIES: dict[str, type[_Model]] = {
     "message": MessageBody,
     "reply": ReplyBody,
@@ -223,10 +274,25 @@ _BODIES: dict[str, type[_Model]] = {
     "receipt": ReceiptBody,
     "error": ErrorBody,
     "presence": PresenceBody,
+    "handoff": HandoffBody,
+    "feedback": FeedbackBody,
+    "idea": IdeaBody,
 }
 MESSAGE_TYPES: tuple[str, ...] = tuple(_BODIES)
-MessageType = Literal["message", "reply", "notification", "receipt", "error", "presence"]
-Body = MessageBody | ReplyBody | NotificationBody | ReceiptBody | ErrorBody | PresenceBody
+MessageType = Literal[
+    "message", "reply", "notification", "receipt", "error", "presence", "handoff", "feedback", "idea"
+]
+Body = (
+    MessageBody
+    | ReplyBody
+    | NotificationBody
+    | ReceiptBody
+    | ErrorBody
+    | PresenceBody
+    | HandoffBody
+    | FeedbackBody
+    | IdeaBody
+)
 
 
 class Envelope(_Model):
