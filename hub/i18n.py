@@ -17,6 +17,61 @@ _TEXTS: dict[str, dict[str, str]] = {
         "fr": "{brand} est de retour : les messages en attente partent.",
         "en": "{brand} is back: waiting messages are going out.",
     },
+    "human_requested": {
+        "fr": "Je demande un conseiller chez {brand}…",
+        "en": "Asking {brand} for a person…",
+    },
+    "human_queued": {
+        "fr": "Vous êtes n°{position} dans la file d'attente de {brand} (environ {minutes} min).",
+        "en": "You are number {position} in {brand}'s queue (about {minutes} min).",
+    },
+    "human_joined": {
+        "fr": "{agent}, de chez {brand}, a rejoint la conversation.",
+        "en": "{agent} from {brand} has joined the conversation.",
+    },
+    "human_unavailable": {
+        "fr": "Aucun conseiller de {brand} n'est disponible pour le moment.{when}{channels}"
+        " Voulez-vous être rappelé·e ?",
+        "en": "No one at {brand} is available right now.{when}{channels} Would you like a callback?",
+    },
+    "human_when": {"fr": " Ils seront là {next}.", "en": " They will be back {next}."},
+    "human_channels": {
+        "fr": " Vous pouvez aussi les joindre : {channels}.",
+        "en": " You can also reach them: {channels}.",
+    },
+    "callback_recorded": {
+        "fr": "C'est noté : {brand} vous rappellera dès que possible.",
+        "en": "Noted: {brand} will call you back as soon as possible.",
+    },
+    "back_to_bot": {
+        "fr": "Le conseiller a rendu la main à l'assistant de {brand}.",
+        "en": "The agent handed the conversation back to {brand}'s assistant.",
+    },
+    "closed": {
+        "fr": "La conversation avec {brand} est close.",
+        "en": "The conversation with {brand} is closed.",
+    },
+    "rating_prompt": {
+        "fr": "Comment s'est passé cet échange avec {brand} ? Notez de 1 à 5{parts}"
+        " (un commentaire est bienvenu).",
+        "en": "How did this conversation with {brand} go? Rate it from 1 to 5{parts} (a comment is welcome).",
+    },
+    "rating_parts": {
+        "fr": " : l'assistant et le conseiller séparément",
+        "en": ": the assistant and the person separately",
+    },
+    "offer_human": {
+        "fr": "On dirait que ça coince. Voulez-vous parler à un conseiller de {brand} ?",
+        "en": "This does not seem to be working. Would you like to talk to a person at {brand}?",
+    },
+    "thanks_rating": {
+        "fr": "Merci ! Votre avis reste chez vous{shared}.",
+        "en": "Thank you! Your rating stays at home{shared}.",
+    },
+    "rating_shared": {
+        "fr": " et a été transmis à {brand}, comme vous l'avez permis",
+        "en": " and was passed on to {brand}, as you allowed",
+    },
 }
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 from hub.crypto import BadSignature, Header, Identity, PublicKeys, UnknownKey
 from hub.errors import (
@@ -34,11 +35,16 @@ from hub.errors import (
     UnknownMessageType,
 )
 from hub.i18n import say
+from hub.intent import Turn, conversation_going_badly, wants_human
 from hub.mqtt import MqttLink
 from hub.outbox import OutboxItem, pump
 from hub.protocol import (
+    Contact,
     Envelope,
     ErrorBody,
+    FeedbackBody,
+    HandoffBody,
+    IdeaBody,
     Manifest,
     MessageBody,
     NotificationBody,
@@ -46,9 +52,11 @@ from hub.protocol import (
     ReceiptBody,
     ReplyBody,
     Topics,
+    TranscriptLine,
     decode,
     encode,
     new_id,
+    now_ms,
     validate,
 )
 from hub.router import Lang, Router, detect_lang
@@ -238,8 +246,24 @@ class Hub:
         conversation_id: str | None = None,
         lang: Lang | None = None,
     ) -> SendResult:
-        """Accept a member's message: route, persist with its outbox entry, then deliver."""
+        """Accept a member's message: route, persist with its outbox entry, then deliver.
+
+        "Je veux parler à un conseiller" (in any phrasing) becomes a handoff request
+        instead of a message for the bot.
+        """
         lang = lang or detect_lang(text)
+        brand, conversation_id = self._route(text, brand_id, conversation_id, lang)
+        if wants_human(text):
+            return await self.request_human(
+                conversation_id, origin="member", text=text, lang=lang, brand_id=brand.id
+            )
+        result = self._queue_out(brand, conversation_id, MessageBody(text=text, lang=lang), text, lang)
+        self._maybe_offer_human(brand, conversation_id, lang)
+        return result
+
+    def _route(
+        self, text: str, brand_id: str | None, conversation_id: str | None, lang: Lang
+    ) -> tuple[BrandRow, str]:
         if conversation_id is not None:
             owner = self.store.conversation_brand(conversation_id)
             if brand_id is not None and brand_id != owner:
@@ -254,31 +278,40 @@ class Hub:
             raise NotOptedIn(
                 f"brand {brand_id!r} is not opted in: the household must opt in before writing to it"
             )
-        conversation_id = conversation_id or new_id()
+        return brand, conversation_id or new_id()
+
+    def _queue_out(
+        self,
+        brand: BrandRow,
+        conversation_id: str,
+        body: MessageBody | HandoffBody | FeedbackBody | IdeaBody,
+        text: str,
+        lang: str,
+        *,
+        kind: str = "chat",
+    ) -> SendResult:
+        """Store an outgoing envelope with its outbox entry in one transaction, then wake the outbox."""
+        type_ = _TYPE_OF[type(body)]
         envelope = Envelope(
-            type="message",
-            sender=self.hub_id,
-            recipient=brand_id,
-            conversation=conversation_id,
-            body=MessageBody(text=text, lang=lang),
+            type=type_, sender=self.hub_id, recipient=brand.id, conversation=conversation_id, body=body
         )
         payload = encode(envelope)  # kept in clear on the home's disk; sealed when published
         status = "accepted" if brand.online else "queued"
         with self.store.transaction():
-            self.store.create_conversation(brand_id, conversation_id=conversation_id)
+            self.store.create_conversation(brand.id, kind=kind, conversation_id=conversation_id)
             row = self.store.add_message(
                 message_id=envelope.id,
                 conversation_id=conversation_id,
-                brand_id=brand_id,
+                brand_id=brand.id,
                 direction="out",
-                type_="message",
+                type_=type_,
                 text=text,
                 lang=lang,
                 author_kind="member",
                 author_name="",
                 status=status,
             )
-            self.store.outbox.add(envelope.id, brand_id, Topics.to_brand(brand_id, self.hub_id), payload)
+            self.store.outbox.add(envelope.id, brand.id, Topics.to_brand(brand.id, self.hub_id), payload)
         if row is None:  # a fresh UUIDv7 cannot collide; refuse loudly rather than lose it
             raise InvalidEnvelope(f"message id {envelope.id} already exists")
         self.stats["accepted"] += 1
@@ -286,6 +319,252 @@ class Hub:
         self._wake.set()
         notice = None if brand.online else say("brand_offline", lang, brand=brand.manifest.name)
         return SendResult(message=row, brand=brand, notice=notice)
+
+    def _hub_note(
+        self,
+        brand: BrandRow,
+        conversation_id: str,
+        key: str,
+        lang: str,
+        extra: dict[str, Any] | None = None,
+        **values: str,
+    ) -> MessageRow | None:
+        """A line the hub itself adds to a conversation (offers, handoff news, the rating question)."""
+        text = say(key, lang, brand=brand.manifest.name, **values)
+        row = self.store.add_message(
+            message_id=new_id(),
+            conversation_id=conversation_id,
+            brand_id=brand.id,
+            direction="hub",
+            type_="notice",
+            text=text,
+            lang=lang,
+            author_kind="hub",
+            author_name="Foyer",
+            status="shown",
+            extra={"kind": key, **(extra or {})},
+        )
+        self._emit_message(row)
+        return row
+
+    # --- humans in the loop ----------------------------------------------------------------
+
+    def _history(self, conversation_id: str) -> list[Turn]:
+        turns = []
+        for row in self.store.messages(conversation_id)[-12:]:
+            if row.direction == "out" and row.type in ("message", "handoff"):
+                turns.append(Turn("member", row.text))
+            elif row.direction == "in" and row.type == "reply":
+                turns.append(Turn("bot", row.text))
+        return turns
+
+    def _maybe_offer_human(self, brand: BrandRow, conversation_id: str, lang: str) -> None:
+        conversation = self.store.conversation(conversation_id)
+        if conversation["state"] != "bot":
+            return
+        signal = conversation_going_badly(self._history(conversation_id))
+        already = any(r.extra.get("kind") == "offer_human" for r in self.store.messages(conversation_id)[-6:])
+        if signal is not None and not already:
+            self._hub_note(brand, conversation_id, "offer_human", lang, {"signal": signal.kind})
+
+    async def request_human(
+        self,
+        conversation_id: str,
+        *,
+        origin: Literal["member", "hub"] = "member",
+        text: str | None = None,
+        lang: Lang | None = None,
+        brand_id: str | None = None,
+    ) -> SendResult:
+        """Ask the brand for a person, with the reason, the language and a transcript excerpt."""
+        lang = lang or "fr"
+        if brand_id is None:
+            brand_id = self.store.conversation_brand(conversation_id)
+        brand = self.brand(brand_id)
+        self.store.create_conversation(brand.id, conversation_id=conversation_id)
+        transcript = [
+            TranscriptLine(role="member" if t.role == "member" else "bot", text=t.text)
+            for t in self._history(conversation_id)[-10:]
+        ]
+        if text:
+            transcript.append(TranscriptLine(role="member", text=text))
+        body = HandoffBody(
+            action="request",
+            origin=origin,
+            lang=lang,
+            transcript=transcript[-20:],
+            reason="the member asked for a person"
+            if origin == "member"
+            else "the member accepted the hub's offer of a person",
+        )
+        result = self._queue_out(
+            brand,
+            conversation_id,
+            body,
+            text or say("human_requested", lang, brand=brand.manifest.name),
+            lang,
+        )
+        self.store.update_conversation(conversation_id, state="waiting_human", human_requested_at=now_ms())
+        self.stats["human_requests"] += 1
+        return result
+
+    async def request_callback(self, conversation_id: str, lang: Lang = "fr") -> SendResult:
+        brand = self.brand(self.store.conversation_brand(conversation_id))
+        body = HandoffBody(
+            action="callback",
+            origin="member",
+            lang=lang,
+            reason="no one was available: the member asks to be called back",
+        )
+        result = self._queue_out(
+            brand, conversation_id, body, say("callback_recorded", lang, brand=brand.manifest.name), lang
+        )
+        self.stats["callbacks"] += 1
+        return result
+
+    async def close(self, conversation_id: str, *, by: str = "member", lang: Lang = "fr") -> None:
+        """End a conversation and ask the member for a rating (once)."""
+        conversation = self.store.conversation(conversation_id)
+        if conversation["state"] == "closed":
+            return
+        brand = self.brand(conversation["brand_id"])
+        if by == "member" and conversation["state"] in ("human", "waiting_human"):
+            self._queue_out(
+                brand,
+                conversation_id,
+                HandoffBody(action="ended", outcome="closed", lang=lang),
+                say("closed", lang, brand=brand.manifest.name),
+                lang,
+            )
+        self.store.update_conversation(conversation_id, state="closed", closed_at=now_ms(), closed_by=by)
+        parts = (
+            ["bot", "human"]
+            if conversation["had_human"] and conversation["had_bot"]
+            else (["human"] if conversation["had_human"] else ["bot"])
+        )
+        self._hub_note(
+            brand,
+            conversation_id,
+            "rating_prompt",
+            lang,
+            {"parts": parts},
+            parts=say("rating_parts", lang) if len(parts) == 2 else "",
+        )
+
+    async def rate(
+        self,
+        conversation_id: str,
+        *,
+        rating_bot: int | None = None,
+        rating_human: int | None = None,
+        comment: str | None = None,
+        lang: Lang = "fr",
+    ) -> dict[str, Any]:
+        """Keep the member's rating at home; send it to the brand only if the household allowed it."""
+        brand = self.brand(self.store.conversation_brand(conversation_id))
+        feedback = FeedbackBody(rating_bot=rating_bot, rating_human=rating_human, comment=comment)
+        share = brand.share_satisfaction and brand.opted_in
+        self.store.add_rating(
+            conversation_id,
+            brand.id,
+            rating_bot=rating_bot,
+            rating_human=rating_human,
+            comment=comment,
+            shared=share,
+        )
+        if share:
+            self._queue_out(brand, conversation_id, feedback, comment or "", lang)
+        shared = say("rating_shared", lang, brand=brand.manifest.name) if share else ""
+        self._hub_note(brand, conversation_id, "thanks_rating", lang, shared=shared)
+        rating = self.store.rating(conversation_id)
+        return rating or {}
+
+    async def send_idea(self, brand_id: str, text: str, lang: Lang | None = None) -> SendResult:
+        """Co-construction: an idea for the brand, in a conversation of its own."""
+        lang = lang or detect_lang(text)
+        brand, conversation_id = self._route(text, brand_id, None, lang)
+        return self._queue_out(
+            brand, conversation_id, IdeaBody(text=text, lang=lang), text, lang, kind="idea"
+        )
+
+    def _on_handoff(self, brand: BrandRow, envelope: Envelope, handoff: HandoffBody) -> None:
+        """What the brand says about a person taking over; told to the member in their language."""
+        conversation_id = envelope.conversation
+        if conversation_id is None or self.store.conversation_brand(conversation_id) != brand.id:
+            raise UnknownConversation(f"conversation {conversation_id!r} is not with brand {brand.id!r}")
+        lang = handoff.lang
+        now = now_ms()
+        if handoff.action == "accepted" and handoff.agent:
+            self.store.update_conversation(conversation_id, state="human", human_joined_at=now, had_human=1)
+            self._hub_note(
+                brand, conversation_id, "human_joined", lang, {"agent": handoff.agent}, agent=handoff.agent
+            )
+        elif handoff.action == "accepted":
+            conversation = self.store.conversation(conversation_id)
+            if conversation["human_requested_at"] is None:  # the bot decided to hand over
+                self.store.update_conversation(conversation_id, human_requested_at=now)
+            self.store.update_conversation(conversation_id, state="waiting_human")
+            minutes = str(max(1, round((handoff.wait_s or 0) / 60)))
+            self._hub_note(
+                brand,
+                conversation_id,
+                "human_queued",
+                lang,
+                {"position": handoff.queue_position, "wait_s": handoff.wait_s},
+                position=str(handoff.queue_position or 1),
+                minutes=minutes,
+            )
+        elif handoff.action == "unavailable":
+            self.store.update_conversation(conversation_id, state="bot")
+            when = say("human_when", lang, next=handoff.next_available) if handoff.next_available else ""
+            channels = ", ".join(_contact(c, lang) for c in brand.manifest.contact)
+            self._hub_note(
+                brand,
+                conversation_id,
+                "human_unavailable",
+                lang,
+                {"next_available": handoff.next_available, "callback": True},
+                when=when,
+                channels=say("human_channels", lang, channels=channels) if channels else "",
+            )
+        elif handoff.action == "ended" and handoff.outcome == "back_to_bot":
+            self.store.update_conversation(conversation_id, state="bot")
+            self._hub_note(brand, conversation_id, "back_to_bot", lang)
+        elif handoff.action == "ended":
+            self._background(self.close(conversation_id, by="brand", lang=lang))
+        else:
+            raise InvalidEnvelope(f"a brand may not send a handoff {handoff.action!r}")
+
+    def service_stats(self) -> list[dict[str, Any]]:
+        """Per brand: first response, time to a human, duration, satisfaction, share needing a human."""
+        by_brand: dict[str, list[dict[str, Any]]] = {}
+        for row in self.store.stats():
+            by_brand.setdefault(row["brand_id"], []).append(row)
+        out = []
+        for brand_id, rows in sorted(by_brand.items()):
+            firsts = [r["first_reply_at"] - r["created_at"] for r in rows if r["first_reply_at"]]
+            to_human = [
+                r["human_joined_at"] - r["human_requested_at"]
+                for r in rows
+                if r["human_joined_at"] and r["human_requested_at"]
+            ]
+            durations = [r["closed_at"] - r["created_at"] for r in rows if r["closed_at"]]
+            ratings = [v for r in rows for v in (r["rating_bot"], r["rating_human"]) if v is not None]
+            brand = self.store.brand(brand_id)
+            out.append(
+                {
+                    "brand": brand_id,
+                    "name": brand.manifest.name if brand else brand_id,
+                    "conversations": len(rows),
+                    "first_response_ms": _median(firsts),
+                    "time_to_human_ms": _median(to_human),
+                    "duration_ms": _median(durations),
+                    "satisfaction": round(sum(ratings) / len(ratings), 2) if ratings else None,
+                    "ratings": len(ratings),
+                    "needed_human": round(sum(1 for r in rows if r["had_human"]) / len(rows), 3),
+                }
+            )
+        return out
 
     async def _pump_outbox(self) -> None:
         await pump(
@@ -471,6 +750,10 @@ class Hub:
                     author,
                     {"category": note.category, "title": note.title},
                 )
+            case HandoffBody() as handoff:
+                with self.store.transaction():
+                    self._on_handoff(brand, envelope, handoff)
+                self._background(self._send_receipt(brand.id, envelope.id))
             case ErrorBody() as error:
                 log.warning(
                     "brand %s reports %s on %s: %s", brand.id, error.code, envelope.ref, error.message
@@ -527,6 +810,12 @@ class Hub:
                 status="received",
                 ref=envelope.ref,
                 extra={**extra, "sent_at": envelope.ts},
+            )
+        if row is not None and isinstance(body, ReplyBody):
+            conversation_row = self.store.conversation(conversation)
+            flag = "had_human" if body.author.kind == "human" else "had_bot"
+            self.store.update_conversation(
+                conversation, first_reply_at=conversation_row["first_reply_at"] or now_ms(), **{flag: 1}
             )
         if row is None:
             existing = self.store.message(envelope.id)
@@ -592,3 +881,20 @@ def _manifest_keys(manifest: Manifest) -> PublicKeys | None:
         return PublicKeys.from_dict(manifest.keys) if manifest.keys else None
     except (KeyError, ValueError, TypeError):
         return None
+
+
+_TYPE_OF: dict[type, str] = {
+    MessageBody: "message",
+    HandoffBody: "handoff",
+    FeedbackBody: "feedback",
+    IdeaBody: "idea",
+}
+
+
+def _median(values: list[int]) -> int | None:
+    return int(statistics.median(values)) if values else None
+
+
+def _contact(contact: Contact, lang: str) -> str:
+    label = (contact.label.fr if lang == "fr" else contact.label.en) if contact.label else contact.kind
+    return f"{label} {contact.value}"

@@ -39,9 +39,18 @@ CREATE TABLE IF NOT EXISTS brands (
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
     brand_id TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'chat',          -- chat | notification
+    kind TEXT NOT NULL DEFAULT 'chat',          -- chat | notification | idea
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    conversation_id TEXT PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+    brand_id TEXT NOT NULL,
+    rating_bot INTEGER,
+    rating_human INTEGER,
+    comment TEXT,
+    created_at INTEGER NOT NULL,
+    shared INTEGER NOT NULL DEFAULT 0          -- sent to the brand (the household allowed it)
 );
 CREATE INDEX IF NOT EXISTS conversations_brand ON conversations(brand_id, updated_at);
 CREATE TABLE IF NOT EXISTS messages (
@@ -106,6 +115,7 @@ class BrandRow:
     online: bool
     pinned: PublicKeys | None = None
     pending: PublicKeys | None = None
+    share_satisfaction: bool = False
 
     @property
     def id(self) -> str:
@@ -119,10 +129,28 @@ class Store:
         self.path = path
         self._conn = connect_sqlite(path, synchronous=synchronous)
         self._conn.executescript(SCHEMA)
-        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(brands)")}
-        for column in ("pinned_keys", "pending_keys"):  # databases made before keys existed
-            if column not in columns:
-                self._conn.execute(f"ALTER TABLE brands ADD COLUMN {column} TEXT")
+        # Columns added after the first release: databases made before get them here.
+        self._add_columns(
+            "brands",
+            {
+                "pinned_keys": "TEXT",
+                "pending_keys": "TEXT",
+                "share_satisfaction": "INTEGER NOT NULL DEFAULT 0",
+            },
+        )
+        self._add_columns(
+            "conversations",
+            {
+                "state": "TEXT NOT NULL DEFAULT 'bot'",  # bot | waiting_human | human | closed
+                "human_requested_at": "INTEGER",
+                "human_joined_at": "INTEGER",
+                "first_reply_at": "INTEGER",
+                "closed_at": "INTEGER",
+                "closed_by": "TEXT",
+                "had_bot": "INTEGER NOT NULL DEFAULT 0",
+                "had_human": "INTEGER NOT NULL DEFAULT 0",
+            },
+        )
         self.replay = ReplayGuard(self._conn)
         self.outbox = Outbox(self._conn)
         self.devices = Devices(self._conn)
@@ -130,6 +158,12 @@ class Store:
         self._load_brands()
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
         self._seq = int(row[0])
+
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        present = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def __enter__(self) -> Self:
         return self
@@ -215,6 +249,7 @@ class Store:
             online=bool(row["online"]),
             pinned=PublicKeys.from_dict(json.loads(row["pinned_keys"])) if row["pinned_keys"] else None,
             pending=PublicKeys.from_dict(json.loads(row["pending_keys"])) if row["pending_keys"] else None,
+            share_satisfaction=bool(row["share_satisfaction"]),
         )
 
     def set_keys(self, brand_id: str, *, pinned: PublicKeys | None, pending: PublicKeys | None) -> None:
@@ -264,9 +299,82 @@ class Store:
             raise UnknownConversation(f"conversation {conversation_id!r} does not exist on this hub")
         return str(row[0])
 
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        row = self._conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise UnknownConversation(f"conversation {conversation_id!r} does not exist on this hub")
+        return dict(row)
+
+    _CONVERSATION_FIELDS = frozenset(
+        {
+            "state",
+            "human_requested_at",
+            "human_joined_at",
+            "first_reply_at",
+            "closed_at",
+            "closed_by",
+            "had_bot",
+            "had_human",
+        }
+    )
+
+    def update_conversation(self, conversation_id: str, **fields: Any) -> None:
+        unknown = set(fields) - self._CONVERSATION_FIELDS
+        if unknown:
+            raise ValueError(f"not conversation fields: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._conn.execute(
+            f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608 - names checked
+            (*fields.values(), now_ms(), conversation_id),
+        )
+
+    def idle_conversations(self, older_than_ms: int) -> list[str]:
+        """Open chat conversations with no activity for ``older_than_ms`` (to be closed)."""
+        rows = self._conn.execute(
+            "SELECT id FROM conversations WHERE kind = 'chat' AND state != 'closed' AND updated_at < ?",
+            (now_ms() - older_than_ms,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def add_rating(
+        self,
+        conversation_id: str,
+        brand_id: str,
+        *,
+        rating_bot: int | None,
+        rating_human: int | None,
+        comment: str | None,
+        shared: bool,
+    ) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO ratings (conversation_id, brand_id, rating_bot, rating_human, comment,"
+            " created_at, shared) VALUES (?,?,?,?,?,?,?)",
+            (conversation_id, brand_id, rating_bot, rating_human, comment, now_ms(), int(shared)),
+        )
+
+    def rating(self, conversation_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT * FROM ratings WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()
+        return dict(row) if row else None
+
+    def set_share_satisfaction(self, brand_id: str, share: bool) -> None:
+        self._conn.execute("UPDATE brands SET share_satisfaction = ? WHERE id = ?", (int(share), brand_id))
+        self._reload_brand(brand_id)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per brand: how it treats the household (times in ms, medians computed by the caller)."""
+        rows = self._conn.execute(
+            "SELECT c.brand_id, c.created_at, c.first_reply_at, c.human_requested_at, c.human_joined_at,"
+            " c.closed_at, c.had_human, r.rating_bot, r.rating_human"
+            " FROM conversations c LEFT JOIN ratings r ON r.conversation_id = c.id"
+            " WHERE c.kind = 'chat' ORDER BY c.brand_id"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
     def conversations(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._conn.execute(
-            "SELECT c.id, c.brand_id, c.kind, c.created_at, c.updated_at,"
+            "SELECT c.id, c.brand_id, c.kind, c.state, c.created_at, c.updated_at,"
             " (SELECT text FROM messages m WHERE m.conversation_id = c.id"
             "  ORDER BY m.created_at DESC, m.rowid DESC LIMIT 1) AS last_text,"
             " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages"
