@@ -89,9 +89,34 @@ def _brand_json(brand: BrandRow) -> dict[str, Any]:
         "opted_at": brand.opted_at,
         "online": brand.online,
         "keys": brand.pinned.fingerprint() if brand.pinned else None,
+        "share_satisfaction": brand.share_satisfaction,
         "pending_keys": brand.pending.fingerprint() if brand.pending else None,
         "manifest": brand.manifest.model_dump(),
     }
+
+
+class HandoffRequest(BaseModel):
+    accept_offer: bool = Field(default=False, description="The member said yes to the hub's offer.")
+    lang: Literal["fr", "en"] = "fr"
+
+
+class LangRequest(BaseModel):
+    lang: Literal["fr", "en"] = "fr"
+
+
+class RatingRequest(BaseModel):
+    rating_bot: Annotated[int, Field(ge=1, le=5)] | None = None
+    rating_human: Annotated[int, Field(ge=1, le=5)] | None = None
+    comment: Annotated[str, Field(max_length=1000)] | None = None
+    lang: Literal["fr", "en"] = "fr"
+
+
+class IdeaRequest(BaseModel):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class BrandSettings(BaseModel):
+    share_satisfaction: bool = Field(description="Send this brand the household's ratings.")
 
 
 class PairRequest(BaseModel):
@@ -195,6 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hub = Hub(
                 store,
                 identity=Identity.load_or_create(settings.keys_path),
+                idle_close_ms=int(settings.idle_close_minutes * 60_000),
                 hub_id=hub_id,
                 directory=directory,
                 link_factory=lambda h: MqttLink(
@@ -237,7 +263,69 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _device_routes(app)
     _routes(app)
+    _human_routes(app)
     return app
+
+
+def _human_routes(app: FastAPI) -> None:
+    """A person on request, the end of a conversation, ratings, ideas, how brands treat us."""
+
+    @app.post("/api/conversations/{conversation_id}/handoff", status_code=202, tags=["humans"])
+    async def handoff(
+        request: Request, _: Member, conversation_id: str, body: HandoffRequest
+    ) -> dict[str, Any]:
+        """ "Parler à un humain": ask the brand for a person in this conversation."""
+        origin: Literal["member", "hub"] = "hub" if body.accept_offer else "member"
+        result = await _hub_of(request).request_human(conversation_id, origin=origin, lang=body.lang)
+        return {"message": result.message.as_dict(), "notice": result.notice}
+
+    @app.post("/api/conversations/{conversation_id}/callback", status_code=202, tags=["humans"])
+    async def callback(
+        request: Request, _: Member, conversation_id: str, body: LangRequest
+    ) -> dict[str, Any]:
+        """No one was there: ask the brand to call back."""
+        result = await _hub_of(request).request_callback(conversation_id, lang=body.lang)
+        return {"message": result.message.as_dict()}
+
+    @app.post("/api/conversations/{conversation_id}/close", tags=["humans"])
+    async def close(request: Request, _: Member, conversation_id: str, body: LangRequest) -> dict[str, Any]:
+        """End the conversation; the hub then asks for a rating."""
+        hub = _hub_of(request)
+        await hub.close(conversation_id, by="member", lang=body.lang)
+        return hub.store.conversation(conversation_id)
+
+    @app.post("/api/conversations/{conversation_id}/rating", tags=["humans"])
+    async def rating(
+        request: Request, _: Member, conversation_id: str, body: RatingRequest
+    ) -> dict[str, Any]:
+        """Rate the conversation (1–5, bot and human separately): kept at home, shared only if allowed."""
+        return await _hub_of(request).rate(
+            conversation_id,
+            rating_bot=body.rating_bot,
+            rating_human=body.rating_human,
+            comment=body.comment,
+            lang=body.lang,
+        )
+
+    @app.post("/api/brands/{brand_id}/ideas", status_code=202, tags=["humans"])
+    async def idea(request: Request, _: Member, brand_id: str, body: IdeaRequest) -> dict[str, Any]:
+        """Send the brand an idea or a suggestion; its receipt is the acknowledgement."""
+        result = await _hub_of(request).send_idea(brand_id, body.text)
+        return {"message": result.message.as_dict(), "conversation": result.message.conversation_id}
+
+    @app.post("/api/brands/{brand_id}/settings", tags=["brands"])
+    async def brand_settings(
+        request: Request, _: Admin, brand_id: str, body: BrandSettings
+    ) -> dict[str, Any]:
+        hub = _hub_of(request)
+        hub.brand(brand_id)
+        hub.store.set_share_satisfaction(brand_id, body.share_satisfaction)
+        return _brand_json(hub.brand(brand_id))
+
+    @app.get("/api/stats", tags=["humans"])
+    async def stats(request: Request, _: Member) -> list[dict[str, Any]]:
+        """How each brand treats the household: response times, time to a human, satisfaction."""
+        return _hub_of(request).service_stats()
 
 
 def _device_routes(app: FastAPI) -> None:
@@ -336,6 +424,8 @@ def _routes(app: FastAPI) -> None:
         return {
             "id": conversation_id,
             "brand": store.conversation_brand(conversation_id),
+            "conversation": store.conversation(conversation_id),
+            "rating": store.rating(conversation_id),
             "messages": [m.as_dict() for m in messages],
         }
 

@@ -221,6 +221,45 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(run_chat(args.url, brand=args.brand, token=load_token(args.url)))
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """How brands treat the household, as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with _client(args.url) as client:
+        response = client.get("/api/stats")
+    if response.is_error:
+        return _fail(response)
+
+    def seconds(ms: int | None) -> str:
+        return "—" if ms is None else f"{ms / 1000:.1f} s"
+
+    table = Table(title="Comment les marques nous traitent / How brands treat us")
+    for column in (
+        "marque",
+        "conversations",
+        "1re réponse",
+        "délai humain",
+        "durée",
+        "satisfaction",
+        "besoin d'un humain",
+    ):
+        table.add_column(column)
+    for row in response.json():
+        satisfaction = "—" if row["satisfaction"] is None else f"{row['satisfaction']}/5 ({row['ratings']})"
+        table.add_row(
+            row["name"],
+            str(row["conversations"]),
+            seconds(row["first_response_ms"]),
+            seconds(row["time_to_human_ms"]),
+            seconds(row["duration_ms"]),
+            satisfaction,
+            f"{row['needed_human'] * 100:.0f} %",
+        )
+    Console().print(table)
+    return 0
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
     """On the hub itself: print a one-time pairing code (whoever can read the database is the owner)."""
     from hub.settings import get_settings
@@ -345,6 +384,7 @@ def _parser() -> argparse.ArgumentParser:
         ("status", cmd_status, "the hub's health and counters"),
         ("login", cmd_login, "pair this terminal with a code from the hub"),
         ("devices", cmd_devices, "paired devices; revoke one (admin)"),
+        ("stats", cmd_stats, "how brands treat us: response times, humans, satisfaction"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("--url", default=os.environ.get("FOYER_URL", DEFAULT_URL))

@@ -101,10 +101,12 @@ class Hub:
         directory: list[Manifest],
         link_factory: LinkFactory,
         identity: Identity,
+        idle_close_ms: int = 30 * 60 * 1000,
     ) -> None:
         self.store = store
         self.hub_id = hub_id
         self.wire = Wire(identity)
+        self.idle_close_ms = idle_close_ms
         self._unverified_status: dict[str, bytes] = {}
         for manifest in directory:
             store.upsert_manifest(manifest)
@@ -117,6 +119,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._pump: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -137,6 +140,7 @@ class Hub:
         if isinstance(self._link, MqttLink):
             await self._link.__aenter__()
         self._pump = asyncio.create_task(self._pump_outbox(), name="hub-outbox")
+        self._closer = asyncio.create_task(self._close_idle(), name="hub-idle-closer")
         return self
 
     async def __aexit__(
@@ -145,12 +149,23 @@ class Hub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        for task in (self._pump, self._closer, *self._tasks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if isinstance(self._link, MqttLink):
             await self._link.__aexit__(exc_type, exc, tb)
+
+    async def _close_idle(self) -> None:
+        """Conversations left alone for ``idle_close_ms`` end, and the member is asked for a rating."""
+        while True:
+            await asyncio.sleep(min(60.0, self.idle_close_ms / 4000))
+            try:
+                for conversation_id in self.store.idle_conversations(self.idle_close_ms):
+                    await self.close(conversation_id, by="inactivity")
+            except Exception:  # never let the closer die; try again next round
+                log.exception("closing idle conversations failed")
 
     async def on_connect(self) -> None:
         """Called by the link after each (re)connection: flush what waited."""

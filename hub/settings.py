@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     api_port: int = 8765
     retry_first_ms: int = Field(default=2000, ge=100)
     auto_opt_in: list[str] = Field(default_factory=list)
+    idle_close_minutes: float = Field(default=30, gt=0, description="A quiet conversation ends after this.")
 
     @field_validator("hub_id")
     @classmethod

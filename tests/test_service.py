@@ -18,6 +18,9 @@ from hub.protocol import (
     Author,
     Envelope,
     ErrorBody,
+    FeedbackBody,
+    HandoffBody,
+    IdeaBody,
     LocalizedText,
     Manifest,
     NotificationBody,
@@ -481,3 +484,137 @@ def test_arbitrary_input_never_crashes_the_hub_or_gets_in(
                 assert not hub.brand("shop").online
 
     asyncio.run(scenario())
+
+
+# --- humans in the loop and satisfaction ---------------------------------------------------
+
+
+def handoff_from_brand(conversation: str, **fields: object) -> Envelope:
+    return Envelope(
+        type="handoff", sender="shop", recipient="home", conversation=conversation, body=HandoffBody(**fields)
+    )  # type: ignore[arg-type]
+
+
+def notes(hub: Hub, conversation: str) -> list[str]:
+    return [m.extra["kind"] for m in hub.store.messages(conversation) if m.direction == "hub"]
+
+
+async def test_asking_for_a_person_sends_a_handoff_not_a_message_for_the_bot(hub: Hub) -> None:
+    await online(hub)
+    first = await hub.send("Où est ma commande 4821 ?", brand_id="shop")
+    conversation = first.message.conversation_id
+    await from_brand(hub, reply_to(conversation, "Elle est en route."))
+    asked = await hub.send("je veux parler a un conseiller svp", conversation_id=conversation)
+    assert asked.message.type == "handoff"
+    await settle()
+    [handoff] = fake(hub).opened("handoff")
+    assert isinstance(handoff.body, HandoffBody)
+    assert (handoff.body.action, handoff.body.origin, handoff.body.lang) == ("request", "member", "fr")
+    assert [(t.role, t.text) for t in handoff.body.transcript] == [
+        ("member", "Où est ma commande 4821 ?"),
+        ("bot", "Elle est en route."),
+        ("member", "je veux parler a un conseiller svp"),
+    ]
+    assert len(fake(hub).opened("message")) == 1  # the bot never got the request
+    assert hub.store.conversation(conversation)["state"] == "waiting_human"
+    await from_brand(hub, handoff_from_brand(conversation, action="accepted", queue_position=2, wait_s=240))
+    await from_brand(hub, handoff_from_brand(conversation, action="accepted", agent="Léa"))
+    assert notes(hub, conversation) == ["human_queued", "human_joined"]
+    joined = hub.store.messages(conversation)[-1]
+    assert joined.text == "Léa, de chez Boutique Test, a rejoint la conversation."
+    human = reply_to(conversation, "Bonjour, c'est Léa.")
+    human = human.model_copy(
+        update={"body": ReplyBody(text="Bonjour, c'est Léa.", author=Author(kind="human", name="Léa"))}
+    )
+    await from_brand(hub, human)
+    await from_brand(hub, handoff_from_brand(conversation, action="ended", outcome="closed"))
+    await settle()
+    assert hub.store.conversation(conversation)["state"] == "closed"
+    prompt = hub.store.messages(conversation)[-1]
+    assert prompt.extra == {"kind": "rating_prompt", "parts": ["bot", "human"]}
+    assert "l'assistant et le conseiller séparément" in prompt.text
+    [stats] = hub.service_stats()
+    assert stats["needed_human"] == 1.0
+    assert stats["time_to_human_ms"] is not None
+    assert stats["first_response_ms"] is not None
+
+
+async def test_no_one_there_means_hours_channels_and_a_callback(hub: Hub) -> None:
+    await online(hub)
+    first = await hub.send("I want to talk to a real person please", brand_id="shop", lang="en")
+    conversation = first.message.conversation_id
+    await from_brand(
+        hub, handoff_from_brand(conversation, action="unavailable", lang="en", next_available="Monday 09:00")
+    )
+    note = hub.store.messages(conversation)[-1]
+    assert note.text.startswith(
+        "No one at Boutique Test is available right now. They will be back Monday 09:00."
+    )
+    assert note.extra["callback"] is True
+    assert hub.store.conversation(conversation)["state"] == "bot"
+    await hub.request_callback(conversation, lang="en")
+    await settle()
+    assert [h.body.action for h in fake(hub).opened("handoff")] == ["request", "callback"]  # type: ignore[union-attr]
+
+
+async def test_ratings_stay_home_unless_the_household_shares_them(hub: Hub) -> None:
+    await online(hub)
+    sent = await hub.send("Bonjour", brand_id="shop")
+    conversation = sent.message.conversation_id
+    await from_brand(hub, reply_to(conversation))
+    await hub.close(conversation)
+    assert notes(hub, conversation) == ["rating_prompt"]
+    await hub.rate(conversation, rating_bot=4, comment="rapide")
+    await settle()
+    assert hub.store.rating(conversation)["shared"] == 0  # type: ignore[index]
+    assert fake(hub).of_type("feedback") == []
+    hub.store.set_share_satisfaction("shop", True)
+    second = await hub.send("Encore moi", brand_id="shop")
+    await hub.close(second.message.conversation_id)
+    await hub.rate(second.message.conversation_id, rating_bot=2)
+    await settle()
+    [feedback] = fake(hub).opened("feedback")
+    assert feedback.body == FeedbackBody(rating_bot=2)
+    assert hub.service_stats()[0]["satisfaction"] == 3.0
+
+
+async def test_the_hub_offers_a_person_when_the_bot_keeps_failing(hub: Hub) -> None:
+    await online(hub)
+    sent = await hub.send("Ma facture est fausse", brand_id="shop")
+    conversation = sent.message.conversation_id
+    await from_brand(hub, reply_to(conversation, "Je n'ai pas compris votre demande."))
+    await hub.send("Ma facture est fausse !", conversation_id=conversation)
+    await from_brand(hub, reply_to(conversation, "Désolé, je n'ai pas compris. Pouvez-vous reformuler ?"))
+    await hub.send("MA FACTURE EST FAUSSE, c'est inadmissible", conversation_id=conversation)
+    assert "offer_human" in notes(hub, conversation)
+
+
+async def test_ideas_reach_the_brand_and_its_receipt_acknowledges_them(hub: Hub) -> None:
+    await online(hub)
+    sent = await hub.send_idea("shop", "Proposez des sacs réutilisables en caisse")
+    await settle()
+    [idea] = fake(hub).opened("idea")
+    assert idea.body == IdeaBody(text="Proposez des sacs réutilisables en caisse", lang="fr")
+    await from_brand(hub, Envelope(type="receipt", sender="shop", ref=sent.message.id, body=ReceiptBody()))
+    assert hub.store.message(sent.message.id).status == "delivered"  # type: ignore[union-attr]
+
+
+async def test_quiet_conversations_end_and_ask_for_a_rating(tmp_path: Path) -> None:
+    with Store(tmp_path / "hub.db") as store:
+        async with Hub(
+            store,
+            hub_id="home",
+            directory=[SHOP],
+            link_factory=lambda _: FakeLink(),
+            identity=HUB_ID,
+            idle_close_ms=200,
+        ) as hub:
+            await hub.opt_in("shop")
+            sent = await hub.send("Bonjour", brand_id="shop")
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+                if hub.store.conversation(sent.message.conversation_id)["state"] == "closed":
+                    break
+            conversation = hub.store.conversation(sent.message.conversation_id)
+            assert (conversation["state"], conversation["closed_by"]) == ("closed", "inactivity")
+            assert notes(hub, sent.message.conversation_id) == ["rating_prompt"]
