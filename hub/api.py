@@ -14,11 +14,13 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
 from fastapi import Depends, FastAPI, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -264,7 +266,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _device_routes(app)
     _routes(app)
     _human_routes(app)
+    _web_app(app)
     return app
+
+
+WEB = Path(__file__).parent / "web"
+SECURITY_HEADERS = {
+    # Every asset comes from the hub itself: nothing to load from elsewhere, no inline script.
+    "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _web_app(app: FastAPI) -> None:
+    """The household web app: static files served by the hub (see docs/webapp.md)."""
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB / "index.html", headers=SECURITY_HEADERS)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
 
 def _human_routes(app: FastAPI) -> None:
@@ -442,6 +471,7 @@ def _routes(app: FastAPI) -> None:
         rows = _hub_of(request).store.changes_since(since, limit=PAGE)
         return {
             "last_seq": rows[-1].seq if rows else since,
+            "head_seq": _hub_of(request).store.last_seq,
             "more": len(rows) == PAGE,
             "messages": [m.as_dict() for m in rows],
         }
