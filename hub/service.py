@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
-from hub.crypto import BadSignature, Header, Identity, PublicKeys, UnknownKey
+from hub.crypto import BadSignature, ExpiredEnvelope, Header, Identity, PublicKeys, UnknownKey
 from hub.errors import (
     BrokerError,
     FoyerError,
@@ -712,7 +712,7 @@ class Hub:
 
     async def _on_envelope(self, brand_id: str, payload: bytes) -> None:
         brand = self.store.brand(brand_id)
-        if brand is None or not brand.opted_in:
+        if brand is None or (brand.pinned is None and not brand.opted_in):
             self._refuse("not_opted_in", f"hub {self.hub_id!r} has not opted into brand {brand_id!r}")
             return
         try:
@@ -731,10 +731,17 @@ class Hub:
                 raise InvalidEnvelope(
                     f"sender {envelope.sender!r} does not match the topic's brand {brand_id!r}"
                 )
+            if not brand.opted_in:  # a brand we knew: tell it (verified) so it stops resending
+                raise NotOptedIn(f"hub {self.hub_id!r} is no longer opted into brand {brand_id!r}")
             if self.store.replay.seen(envelope.id):
                 self._on_duplicate(brand, envelope)
                 return
-            self.store.replay.check(Header.of(envelope))
+            try:
+                self.store.replay.check(Header.of(envelope))
+            except ExpiredEnvelope as err:
+                # From the future: the sender's clock is ahead; no ref, so it keeps the envelope.
+                await self._refuse_to(brand_id, err, None if err.future else envelope.id)
+                return
             await self._accept(brand, envelope)
             self.store.replay.remember(envelope.id, envelope.ts)
         except FoyerError as err:
@@ -743,7 +750,7 @@ class Hub:
     def _on_duplicate(self, brand: BrandRow, envelope: Envelope) -> None:
         """An envelope already accepted: its sender missed our receipt (or someone replays it)."""
         self.refused["replayed"] += 1
-        if envelope.type in ("reply", "notification"):
+        if envelope.type in ("reply", "notification", "handoff"):
             self._background(self._send_receipt(brand.id, envelope.id))
 
     async def _accept(self, brand: BrandRow, envelope: Envelope) -> None:
@@ -882,6 +889,7 @@ class Hub:
         return {
             "status": "ok",
             "hub_id": self.hub_id,
+            "hub_keys": self.wire.public.fingerprint(),
             "broker_connected": self.link.connected,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "outbox_pending": self.store.outbox.pending(),
