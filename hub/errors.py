@@ -14,6 +14,7 @@
     ├── UnknownConversation    a conversation id the hub never opened (``unknown_conversation``)
     ├── ManifestError          a brand manifest that does not validate
     ├── NoPendingKeys          approving keys a brand never announced (``no_pending_keys``)
+    ├── InvalidConsent         a scope the brand does not ask for, a bad state (``invalid_consent``)
     ├── BrokerError            the MQTT side refused or failed an operation
     └── AuthError              a household device is not allowed to do this
         ├── Unauthorized       no valid device token (``unauthorized``, HTTP 401)
@@ -32,6 +33,7 @@ __all__ = [
     "BrokerError",
     "Forbidden",
     "FoyerError",
+    "InvalidConsent",
     "InvalidEnvelope",
     "MalformedPayload",
     "ManifestError",
@@ -111,6 +113,10 @@ class ManifestError(FoyerError):
 
 class NoPendingKeys(FoyerError):
     code = "no_pending_keys"
+
+
+class InvalidConsent(FoyerError):
+    code = "invalid_consent"
 
 
 class BrokerError(FoyerError):

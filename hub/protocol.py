@@ -43,6 +43,8 @@ __all__ = [
     "Envelope",
     "ErrorBody",
     "FeedbackBody",
+    "ForgetBody",
+    "ForgottenBody",
     "HandoffBody",
     "Humans",
     "IdeaBody",
@@ -267,6 +269,22 @@ class IdeaBody(_Model):
     lang: Lang = "fr"
 
 
+class ForgetBody(_Model):
+    """hub → brand: the household erased this brand; forget everything about this hub.
+
+    The brand answers with ``forgotten`` (``ref`` = this envelope's id) once it has; until
+    then the hub keeps asking.
+    """
+
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class ForgottenBody(_Model):
+    """brand → hub: everything about the hub was erased (``ref`` = the ``forget`` envelope)."""
+
+    erased: Annotated[int, Field(ge=0)] = 0
+
+
 _BODIES: dict[str, type[_Model]] = {
     "message": MessageBody,
     "reply": ReplyBody,
@@ -277,10 +295,22 @@ _BODIES: dict[str, type[_Model]] = {
     "handoff": HandoffBody,
     "feedback": FeedbackBody,
     "idea": IdeaBody,
+    "forget": ForgetBody,
+    "forgotten": ForgottenBody,
 }
 MESSAGE_TYPES: tuple[str, ...] = tuple(_BODIES)
 MessageType = Literal[
-    "message", "reply", "notification", "receipt", "error", "presence", "handoff", "feedback", "idea"
+    "message",
+    "reply",
+    "notification",
+    "receipt",
+    "error",
+    "presence",
+    "handoff",
+    "feedback",
+    "idea",
+    "forget",
+    "forgotten",
 ]
 Body = (
     MessageBody
@@ -292,6 +322,8 @@ Body = (
     | HandoffBody
     | FeedbackBody
     | IdeaBody
+    | ForgetBody
+    | ForgottenBody
 )
 
 

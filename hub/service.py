@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
+from hub.consent import HOUSEHOLD, Consents
+from hub.consent import State as ConsentState
 from hub.crypto import BadSignature, ExpiredEnvelope, Header, Identity, PublicKeys, UnknownKey
 from hub.errors import (
     BrokerError,
     FoyerError,
+    InvalidConsent,
     InvalidEnvelope,
     ManifestError,
     NoPendingKeys,
@@ -36,13 +40,17 @@ from hub.errors import (
 )
 from hub.i18n import say
 from hub.intent import Turn, conversation_going_badly, wants_human
+from hub.ledger import Ledger
 from hub.mqtt import MqttLink
 from hub.outbox import OutboxItem, pump
+from hub.policy import NotificationPolicy
+from hub.privacy import GateResult, gate
 from hub.protocol import (
     Contact,
     Envelope,
     ErrorBody,
     FeedbackBody,
+    ForgetBody,
     HandoffBody,
     IdeaBody,
     Manifest,
@@ -88,6 +96,7 @@ class SendResult:
     message: MessageRow
     brand: BrandRow
     notice: str | None
+    masked: list[dict[str, str]] = field(default_factory=list)
 
 
 class Hub:
@@ -102,11 +111,15 @@ class Hub:
         link_factory: LinkFactory,
         identity: Identity,
         idle_close_ms: int = 30 * 60 * 1000,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
         self.hub_id = hub_id
         self.wire = Wire(identity)
         self.idle_close_ms = idle_close_ms
+        self.consents = Consents(store.conn, identity, hub_id)
+        self.ledger = Ledger(store.conn)
+        self.policy = NotificationPolicy(store.conn, clock=clock)
         self._unverified_status: dict[str, bytes] = {}
         for manifest in directory:
             store.upsert_manifest(manifest)
@@ -134,7 +147,7 @@ class Hub:
         self._link = self._link_factory(self)
         await self._link.subscribe(Topics.ALL_MANIFESTS)
         for brand in self.store.brands():
-            if brand.opted_in:
+            if brand.opted_in or self._forgetting(brand.id):
                 await self._follow(brand.id)
             self.store.set_online(brand.id, False)  # until its retained status says otherwise
         if isinstance(self._link, MqttLink):
@@ -158,14 +171,29 @@ class Hub:
             await self._link.__aexit__(exc_type, exc, tb)
 
     async def _close_idle(self) -> None:
-        """Conversations left alone for ``idle_close_ms`` end, and the member is asked for a rating."""
+        """Housekeeping: end quiet conversations (asking for a rating); release held notifications."""
         while True:
-            await asyncio.sleep(min(60.0, self.idle_close_ms / 4000))
+            await asyncio.sleep(min(30.0, self.idle_close_ms / 4000))
             try:
                 for conversation_id in self.store.idle_conversations(self.idle_close_ms):
                     await self.close(conversation_id, by="inactivity")
-            except Exception:  # never let the closer die; try again next round
-                log.exception("closing idle conversations failed")
+                self.release_held()
+            except Exception:  # never let housekeeping die; try again next round
+                log.exception("housekeeping failed")
+
+    def release_held(self) -> int:
+        """Deliver the notifications whose quiet hours are over; expired ones are marked so."""
+        released = 0
+        with self.store.transaction():
+            for held in self.policy.due_held():
+                if held.ref is not None:
+                    self._emit_message(self.store.set_status(held.ref, "received", only_from=("held",)))
+                    released += 1
+            still = {h.ref for h in self.policy.held()}
+            for row in self.store.notifications():
+                if row.status == "held" and row.id not in still:
+                    self._emit_message(self.store.set_status(row.id, "expired", only_from=("held",)))
+        return released
 
     async def on_connect(self) -> None:
         """Called by the link after each (re)connection: flush what waited."""
@@ -226,13 +254,90 @@ class Hub:
 
     MAX_DIRECTORY = 500  # brands learned from the network; beyond, manifests are refused
 
-    async def opt_in(self, brand_id: str) -> BrandRow:
-        self.brand(brand_id)
-        self.store.set_opt_in(brand_id, True)
+    async def opt_in(
+        self,
+        brand_id: str,
+        *,
+        grant: Iterable[str] = (),
+        deny: Iterable[str] = (),
+        member: str = HOUSEHOLD,
+    ) -> BrandRow:
+        """Open the door to a brand; the scopes granted and refused get a signed consent receipt."""
+        brand = self.brand(brand_id)
+        states: dict[str, ConsentState] = {**dict.fromkeys(deny, "denied"), **dict.fromkeys(grant, "granted")}
+        with self.store.transaction():
+            if states:
+                try:
+                    self.consents.change(brand.manifest, member, states)
+                except ValueError as err:
+                    raise InvalidConsent(str(err)) from err
+            self.store.set_opt_in(brand_id, True)
         self._check_keys(brand_id)
         await self._follow(brand_id)
         self._emit("brand", self._brand_event(brand_id))
         return self.brand(brand_id)
+
+    def set_consents(
+        self, brand_id: str, states: dict[str, ConsentState], member: str = HOUSEHOLD
+    ) -> dict[str, Any]:
+        """Grant, deny or revoke scopes for a brand; returns the signed consent receipt."""
+        brand = self.brand(brand_id)
+        try:
+            receipt = self.consents.change(brand.manifest, member, states)
+        except ValueError as err:
+            raise InvalidConsent(str(err)) from err
+        return {"record": receipt.record, "sig": receipt.sig}
+
+    async def erase(self, brand_id: str) -> dict[str, Any]:
+        """Forget a brand: delete what the hub holds of it and ask it to forget the household.
+
+        The ``forget`` request goes through the outbox and is re-sent until the brand answers
+        ``forgotten`` (across restarts); the ledger keeps that it happened, not the values.
+        """
+        brand = self.brand(brand_id)
+        with self.store.transaction():
+            erased = self.store.erase_brand(brand_id)
+            self.store.set_opt_in(brand_id, False)
+            erased += self.ledger.erase_brand(brand_id)
+            forget = Envelope(
+                type="forget",
+                sender=self.hub_id,
+                recipient=brand_id,
+                body=ForgetBody(reason="the household erased this brand"),
+            )
+            self.store.outbox.add(forget.id, brand_id, Topics.to_brand(brand_id, self.hub_id), encode(forget))
+            self.store.set_meta(
+                f"forget:{brand_id}",
+                json.dumps(
+                    {"request": forget.id, "asked_at": now_ms(), "erased": erased, "forgotten_at": None}
+                ),
+            )
+        self.ledger.purge_files()
+        self._wake.set()
+        await self._follow(brand_id)  # until it answers "forgotten"
+        self._emit("brand", self._brand_event(brand_id))
+        return self.forget_status(brand.id)
+
+    def _forgetting(self, brand_id: str) -> bool:
+        """A forget request was sent and the brand has not answered yet."""
+        status = self.forget_status(brand_id)
+        return bool(status.get("request")) and not status.get("forgotten_at")
+
+    def forget_status(self, brand_id: str) -> dict[str, Any]:
+        raw = self.store.meta(f"forget:{brand_id}")
+        return {"brand": brand_id, **json.loads(raw)} if raw else {"brand": brand_id, "request": None}
+
+    def _on_forgotten(self, brand: BrandRow, envelope: Envelope) -> None:
+        status = self.forget_status(brand.id)
+        if envelope.ref is None or envelope.ref != status.get("request"):
+            raise InvalidEnvelope(f"forgotten refers to {envelope.ref!r}, not our forget request")
+        with self.store.transaction():
+            self.store.outbox.ack(envelope.ref, brand.id)
+            status["forgotten_at"] = now_ms()
+            self.store.set_meta(
+                f"forget:{brand.id}", json.dumps({k: v for k, v in status.items() if k != "brand"})
+            )
+        self._emit("brand", self._brand_event(brand.id))
 
     async def opt_out(self, brand_id: str) -> BrandRow:
         self.brand(brand_id)
@@ -272,9 +377,16 @@ class Hub:
             return await self.request_human(
                 conversation_id, origin="member", text=text, lang=lang, brand_id=brand.id
             )
-        result = self._queue_out(brand, conversation_id, MessageBody(text=text, lang=lang), text, lang)
+        gated = self._gate(brand, text, lang)
+        result = self._queue_out(
+            brand, conversation_id, MessageBody(text=gated.text, lang=lang), text, lang, gated=gated
+        )
         self._maybe_offer_human(brand, conversation_id, lang)
         return result
+
+    def _gate(self, brand: BrandRow, text: str, lang: str, member: str = HOUSEHOLD) -> GateResult:
+        """The one privacy gate everything leaving the home passes: mask what was not granted."""
+        return gate(text, self.consents.granted(brand.id, member), lang)
 
     def _route(
         self, text: str, brand_id: str | None, conversation_id: str | None, lang: Lang
@@ -304,8 +416,14 @@ class Hub:
         lang: str,
         *,
         kind: str = "chat",
+        gated: GateResult | None = None,
+        member: str = HOUSEHOLD,
     ) -> SendResult:
-        """Store an outgoing envelope with its outbox entry in one transaction, then wake the outbox."""
+        """Store an outgoing envelope with its outbox entry in one transaction, then wake the outbox.
+
+        With ``gated``, what the gate masked is kept with the message (the member sees it)
+        and every datum it let through is written to the ledger in the same transaction.
+        """
         type_ = _TYPE_OF[type(body)]
         envelope = Envelope(
             type=type_, sender=self.hub_id, recipient=brand.id, conversation=conversation_id, body=body
@@ -325,15 +443,26 @@ class Hub:
                 author_kind="member",
                 author_name="",
                 status=status,
+                extra=_gate_extra(gated),
             )
             self.store.outbox.add(envelope.id, brand.id, Topics.to_brand(brand.id, self.hub_id), payload)
+            if gated is not None and gated.disclosed:
+                basis = {f.scope: self.consents.basis(brand.id, member, f.scope) for f in gated.disclosed}
+                self.ledger.append_findings(
+                    brand.id, member, text, gated.disclosed, basis=basis, envelope_id=envelope.id
+                )
         if row is None:  # a fresh UUIDv7 cannot collide; refuse loudly rather than lose it
             raise InvalidEnvelope(f"message id {envelope.id} already exists")
         self.stats["accepted"] += 1
         self._emit_message(row)
         self._wake.set()
         notice = None if brand.online else say("brand_offline", lang, brand=brand.manifest.name)
-        return SendResult(message=row, brand=brand, notice=notice)
+        return SendResult(
+            message=row,
+            brand=brand,
+            notice=notice,
+            masked=[{"kind": f.kind, "scope": f.scope} for f in (gated.masked if gated else [])],
+        )
 
     def _hub_note(
         self,
@@ -397,12 +526,15 @@ class Hub:
             brand_id = self.store.conversation_brand(conversation_id)
         brand = self.brand(brand_id)
         self.store.create_conversation(brand.id, conversation_id=conversation_id)
-        transcript = [
-            TranscriptLine(role="member" if t.role == "member" else "bot", text=t.text)
+        granted = self.consents.granted(brand.id, HOUSEHOLD)
+        transcript = [  # the excerpt leaves the home too: it passes the gate
+            TranscriptLine(
+                role="member" if t.role == "member" else "bot", text=gate(t.text, granted, lang).text
+            )
             for t in self._history(conversation_id)[-10:]
         ]
         if text:
-            transcript.append(TranscriptLine(role="member", text=text))
+            transcript.append(TranscriptLine(role="member", text=gate(text, granted, lang).text))
         body = HandoffBody(
             action="request",
             origin=origin,
@@ -593,7 +725,9 @@ class Hub:
 
     def _reachable(self) -> set[str]:
         return {
-            b for b in self.store.brand_ids(opted_in=True, online=True) if self.brand(b).pinned is not None
+            b
+            for b in self.store.brand_ids(online=True)
+            if self.brand(b).pinned is not None and (self.brand(b).opted_in or self._forgetting(b))
         }
 
     def _seal(self, item: OutboxItem) -> bytes:
@@ -685,7 +819,7 @@ class Hub:
 
     def _on_status(self, brand_id: str, payload: bytes) -> None:
         brand = self.store.brand(brand_id)
-        if brand is None or not brand.opted_in:
+        if brand is None or not (brand.opted_in or self._forgetting(brand_id)):
             return
         if not payload:
             return  # a cleared retained message
@@ -731,6 +865,10 @@ class Hub:
                 raise InvalidEnvelope(
                     f"sender {envelope.sender!r} does not match the topic's brand {brand_id!r}"
                 )
+            if envelope.type == "forgotten" and self._forgetting(brand_id):
+                self._on_forgotten(brand, envelope)
+                self._background(self._send_receipt(brand_id, envelope.id))
+                return
             if not brand.opted_in:  # a brand we knew: tell it (verified) so it stops resending
                 raise NotOptedIn(f"hub {self.hub_id!r} is no longer opted into brand {brand_id!r}")
             if self.store.replay.seen(envelope.id):
@@ -764,13 +902,21 @@ class Hub:
                     brand, envelope, envelope.conversation, author, {"suggestions": reply.suggestions}
                 )
             case NotificationBody() as note:
+                decision = self.policy.decide(
+                    brand.id, HOUSEHOLD, note.category, note.expires_at, ref=envelope.id
+                )
+                self.stats[f"notifications_{decision.action}"] += 1
+                if decision.action in ("block", "drop"):  # counted by the policy; its content is not kept
+                    self._background(self._send_receipt(brand.id, envelope.id))
+                    return
                 author = {"kind": "bot", "name": brand.manifest.name}
                 await self._store_incoming(
                     brand,
                     envelope,
                     envelope.conversation or new_id(),
                     author,
-                    {"category": note.category, "title": note.title},
+                    {"category": note.category, "title": note.title, "release_at": decision.release_at},
+                    status="held" if decision.action == "hold" else "received",
                 )
             case HandoffBody() as handoff:
                 with self.store.transaction():
@@ -792,8 +938,11 @@ class Hub:
     def _settle(self, brand_id: str, ref: str, status: str) -> None:
         """A brand acknowledged (or refused) one of our messages: out of the outbox, new status.
 
-        Both in one transaction, and only for a message that was for this brand.
+        Both in one transaction, and only for a message that was for this brand. A forget
+        request is settled by ``forgotten``, not by a receipt.
         """
+        if ref == self.forget_status(brand_id).get("request") and status == "delivered":
+            return
         with self.store.transaction():
             row = (
                 self.store.set_status(ref, status, only_from=(*OUT_PENDING, "sent"))
@@ -809,6 +958,8 @@ class Hub:
         conversation: str | None,
         author: dict[str, str],
         extra: dict[str, Any],
+        *,
+        status: str = "received",
     ) -> None:
         """Store a reply or notification once (by envelope id), then acknowledge it."""
         body = envelope.body
@@ -829,7 +980,7 @@ class Hub:
                 lang=body.lang,
                 author_kind=author["kind"],
                 author_name=author["name"],
-                status="received",
+                status=status,
                 ref=envelope.ref,
                 extra={**extra, "sent_at": envelope.ts},
             )
@@ -921,3 +1072,13 @@ def _median(values: list[int]) -> int | None:
 def _contact(contact: Contact, lang: str) -> str:
     label = (contact.label.fr if lang == "fr" else contact.label.en) if contact.label else contact.kind
     return f"{label} {contact.value}"
+
+
+def _gate_extra(gated: GateResult | None) -> dict[str, Any]:
+    if gated is None or not (gated.masked or gated.disclosed):
+        return {}
+    return {
+        "sent_text": gated.text,
+        "masked": [{"kind": f.kind, "scope": f.scope} for f in gated.masked],
+        "disclosed": [{"kind": f.kind, "scope": f.scope} for f in gated.disclosed],
+    }

@@ -174,6 +174,27 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, for the modules that keep their own tables in this file (consents, ledger)."""
+        return self._conn
+
+    def erase_brand(self, brand_id: str) -> int:
+        """Delete every conversation, message, rating and outbox entry of ``brand_id``."""
+        erased = self._conn.execute("DELETE FROM messages WHERE brand_id = ?", (brand_id,)).rowcount
+        self._conn.execute("DELETE FROM ratings WHERE brand_id = ?", (brand_id,))
+        self._conn.execute("DELETE FROM conversations WHERE brand_id = ?", (brand_id,))
+        self._conn.execute("DELETE FROM outbox WHERE peer = ?", (brand_id,))
+        return int(erased)
+
+    def export(self) -> dict[str, Any]:
+        """Everything of the household's own tables, as plain JSON-able rows."""
+        tables = ("conversations", "messages", "ratings")
+        return {
+            table: [dict(r) for r in self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608
+            for table in tables
+        }
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         self._conn.execute("BEGIN IMMEDIATE")

@@ -38,7 +38,9 @@ from hub.protocol import MAX_PAYLOAD_BYTES, Envelope, parse, validate
 
 __all__ = ["SEALED_TYPES", "KeyLookup", "Wire"]
 
-SEALED_TYPES = frozenset({"message", "reply", "notification", "error", "handoff", "feedback", "idea"})
+SEALED_TYPES = frozenset(
+    {"message", "reply", "notification", "error", "handoff", "feedback", "idea", "forget", "forgotten"}
+)
 
 KeyLookup = Callable[[str, dict[str, str] | None], PublicKeys | None]
 """``(sender id, keys the envelope carries) -> the keys to verify with``, or None if unknown."""
