@@ -34,6 +34,7 @@ from hub.errors import (
     BrokerError,
     Forbidden,
     FoyerError,
+    InvalidConsent,
     NoPendingKeys,
     NotOptedIn,
     PairingFailed,
@@ -65,6 +66,7 @@ _STATUS: dict[type[FoyerError], int] = {
     PayloadTooLarge: 413,
     BrokerError: 503,
     NoPendingKeys: 409,
+    InvalidConsent: 422,
 }
 
 
@@ -119,6 +121,29 @@ class IdeaRequest(BaseModel):
 
 class BrandSettings(BaseModel):
     share_satisfaction: bool = Field(description="Send this brand the household's ratings.")
+
+
+class OptInRequest(BaseModel):
+    grant: list[str] = Field(default_factory=list, description="Scopes the household grants.")
+    deny: list[str] = Field(default_factory=list, description="Scopes the household refuses.")
+    member: str = Field(default="household", description="'household', or one member's id.")
+
+
+class ConsentRequest(BaseModel):
+    scopes: dict[str, Literal["granted", "denied", "revoked", "inherit"]]
+    member: str = "household"
+
+
+class CategoryRequest(BaseModel):
+    category: Literal["transactional", "service", "marketing"]
+    allowed: bool
+
+
+class QuietHoursRequest(BaseModel):
+    member: str = "household"
+    hours: Annotated[str, Field(pattern=r"^\d\d:\d\d-\d\d:\d\d$")] | None = Field(
+        default=None, description="'22:00-07:30' (local time); null: no quiet hours."
+    )
 
 
 class PairRequest(BaseModel):
@@ -266,8 +291,98 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _device_routes(app)
     _routes(app)
     _human_routes(app)
+    _consent_routes(app)
     _web_app(app)
     return app
+
+
+def _consent_routes(app: FastAPI) -> None:
+    """What each brand may know, what it learned, export, erase, and quiet by default."""
+
+    @app.get("/api/brands/{brand_id}/consents", tags=["consent"])
+    async def consents(request: Request, _: Member, brand_id: str) -> dict[str, Any]:
+        hub = _hub_of(request)
+        hub.brand(brand_id)
+        receipts = hub.consents.receipts(brand_id)
+        return {
+            "states": [asdict(state) for state in hub.consents.states(brand_id)],
+            "granted": sorted(hub.consents.granted(brand_id, "household")),
+            "receipts": [{"record": r.record, "sig": r.sig} for r in receipts],
+            "hub_keys": hub.wire.public.as_dict(),
+        }
+
+    @app.post("/api/brands/{brand_id}/consents", tags=["consent"])
+    async def set_consents(request: Request, _: Admin, brand_id: str, body: ConsentRequest) -> dict[str, Any]:
+        """Grant, refuse or revoke scopes; the answer is the signed consent receipt."""
+        return _hub_of(request).set_consents(brand_id, dict(body.scopes), body.member)
+
+    @app.get("/api/brands/{brand_id}/knows", tags=["consent"])
+    async def knows(request: Request, _: Member, brand_id: str) -> dict[str, Any]:
+        """What does this brand know about us: every datum disclosed, when, why, in which message."""
+        hub = _hub_of(request)
+        hub.brand(brand_id)
+        summary = hub.ledger.what_brand_knows(brand_id)
+        return {
+            "brand": brand_id,
+            "scopes": {scope: asdict(item) for scope, item in summary.items()},
+            "entries": [asdict(e) for e in hub.ledger.entries(brand_id)],
+            "forget": hub.forget_status(brand_id),
+        }
+
+    @app.get("/api/ledger/verify", tags=["consent"])
+    async def verify(request: Request, _: Member) -> dict[str, Any]:
+        """Prove the ledger's hash chain is intact."""
+        return asdict(_hub_of(request).ledger.verify())
+
+    @app.get("/api/export", tags=["consent"])
+    async def export(request: Request, _: Member) -> JSONResponse:
+        """Everything the hub holds for the household, as one JSON file (docs/export.md)."""
+        return JSONResponse(
+            _hub_of(request).export(),
+            headers={"Content-Disposition": 'attachment; filename="foyer-export.json"'},
+        )
+
+    @app.post("/api/brands/{brand_id}/erase", tags=["consent"])
+    async def erase(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:
+        """Erase a brand here and ask it to forget us; re-sent until it answers."""
+        return await _hub_of(request).erase(brand_id)
+
+    @app.get("/api/brands/{brand_id}/erase", tags=["consent"])
+    async def erase_status(request: Request, _: Member, brand_id: str) -> dict[str, Any]:
+        return _hub_of(request).forget_status(brand_id)
+
+    @app.post("/api/brands/{brand_id}/categories", tags=["consent"])
+    async def categories(request: Request, _: Admin, brand_id: str, body: CategoryRequest) -> dict[str, Any]:
+        """Allow a category of notifications (marketing is off by default)."""
+        hub = _hub_of(request)
+        hub.brand(brand_id)
+        hub.policy.allow(brand_id, body.category, body.allowed)
+        return {"brand": brand_id, "allowed": hub.policy.allowed(brand_id)}
+
+    @app.put("/api/quiet-hours", tags=["consent"])
+    async def quiet_hours(request: Request, _: Member, body: QuietHoursRequest) -> dict[str, Any]:
+        hub = _hub_of(request)
+        try:
+            hub.policy.set_quiet_hours(body.member, body.hours)
+        except ValueError as err:
+            raise InvalidConsent(str(err)) from err
+        return {"member": body.member, "hours": body.hours}
+
+    @app.get("/api/brands/{brand_id}/notification-counts", tags=["consent"])
+    async def notification_counts(
+        request: Request, _: Member, brand_id: str, lang: str = "fr"
+    ) -> dict[str, Any]:
+        """Delivered, held, blocked, dropped — this month, with the sentence to show."""
+        hub = _hub_of(request)
+        brand = hub.brand(brand_id)
+        counts = hub.policy.counts(brand_id)
+        sentences = [
+            hub.policy.sentence(brand_id, brand.manifest.name, category, action, lang=lang)
+            for category, actions in counts.items()
+            for action, n in actions.items()
+            if n and action in ("hold", "block", "drop")
+        ]
+        return {"brand": brand_id, "counts": counts, "sentences": sentences}
 
 
 WEB = Path(__file__).parent / "web"
@@ -414,9 +529,13 @@ def _routes(app: FastAPI) -> None:
         return _brand_json(_hub_of(request).brand(brand_id))
 
     @app.post("/api/brands/{brand_id}/opt-in", tags=["brands"])
-    async def opt_in(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:
-        """Open the door to this brand: the hub starts listening to it."""
-        return _brand_json(await _hub_of(request).opt_in(brand_id))
+    async def opt_in(
+        request: Request, _: Admin, brand_id: str, body: OptInRequest | None = None
+    ) -> dict[str, Any]:
+        """Open the door to this brand, granting and refusing its scopes one by one (signed receipt)."""
+        body = body or OptInRequest()
+        brand = await _hub_of(request).opt_in(brand_id, grant=body.grant, deny=body.deny, member=body.member)
+        return _brand_json(brand)
 
     @app.post("/api/brands/{brand_id}/approve-keys", tags=["brands"])
     async def approve_keys(request: Request, _: Admin, brand_id: str) -> dict[str, Any]:
@@ -440,6 +559,7 @@ def _routes(app: FastAPI) -> None:
             "brand": result.brand.id,
             "status": result.message.status,
             "notice": result.notice,
+            "masked": result.masked,
         }
 
     @app.get("/api/conversations", tags=["conversations"])

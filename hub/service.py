@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import statistics
@@ -317,6 +318,37 @@ class Hub:
         await self._follow(brand_id)  # until it answers "forgotten"
         self._emit("brand", self._brand_event(brand_id))
         return self.forget_status(brand.id)
+
+    def export(self) -> dict[str, Any]:
+        """Everything the hub holds for the household, as one JSON document (docs/export.md)."""
+        brands = {b.id: b for b in self.store.brands()}
+        return {
+            "format": "foyer-export/1",
+            "exported_at": now_ms(),
+            "hub": {"id": self.hub_id, "keys": self.wire.public.as_dict()},
+            "brands": [
+                {
+                    "id": b.id,
+                    "name": b.manifest.name,
+                    "opted_in": b.opted_in,
+                    "opted_at": b.opted_at,
+                    "keys": b.pinned.as_dict() if b.pinned else None,
+                    "forget": self.forget_status(b.id),
+                }
+                for b in brands.values()
+            ],
+            **self.store.export(),
+            "consents": [
+                {
+                    "brand": b,
+                    "states": [dataclasses.asdict(x) for x in self.consents.states(b)],
+                    "receipts": [{"record": r.record, "sig": r.sig} for r in self.consents.receipts(b)],
+                }
+                for b in brands
+            ],
+            "ledger": [dataclasses.asdict(e) for e in self.ledger.entries()],
+            "ledger_verification": dataclasses.asdict(self.ledger.verify()),
+        }
 
     def _forgetting(self, brand_id: str) -> bool:
         """A forget request was sent and the brand has not answered yet."""

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.consent import verify_receipt
 from hub.crypto import CannotOpen, Identity, b64encode
 from hub.errors import AmbiguousBrand, NotOptedIn, UnknownBrand, UnknownConversation
 from hub.protocol import (
@@ -18,6 +19,9 @@ from hub.protocol import (
     Author,
     Envelope,
     ErrorBody,
+    ForgottenBody,
+    MessageBody,
+    ScopeRequest,
     FeedbackBody,
     HandoffBody,
     IdeaBody,
@@ -618,3 +622,98 @@ async def test_quiet_conversations_end_and_ask_for_a_rating(tmp_path: Path) -> N
             conversation = hub.store.conversation(sent.message.conversation_id)
             assert (conversation["state"], conversation["closed_by"]) == ("closed", "inactivity")
             assert notes(hub, sent.message.conversation_id) == ["rating_prompt"]
+
+
+# --- consent, minimum disclosure, ledger, erase, quiet by default -----------------------------
+
+SHOP_SCOPED = SHOP.model_copy(
+    update={
+        "scopes": [
+            ScopeRequest(scope="email", purpose=LocalizedText(fr="vous écrire", en="write to you")),
+            ScopeRequest(scope="phone", purpose=LocalizedText(fr="vous appeler", en="call you")),
+        ]
+    }
+)
+
+
+@pytest.fixture
+async def scoped_hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    with Store(tmp_path / "hub.db") as store:
+        link = FakeLink()
+        async with Hub(
+            store, hub_id="home", directory=[SHOP_SCOPED], link_factory=lambda _: link, identity=HUB_ID
+        ) as h:
+            await h.opt_in("shop", grant=["email"], deny=["phone"])
+            await online(h)
+            yield h
+
+
+async def test_only_granted_data_leaves_home_and_every_disclosure_is_in_the_ledger(scoped_hub: Hub) -> None:
+    hub = scoped_hub
+    text = "Écrivez-moi à lea.martin@example.fr ou appelez le 06 12 34 56 78, IBAN FR76 3000 6000 0112 3456 7890 189"
+    sent = await hub.send(text, brand_id="shop")
+    await settle()
+    [message] = fake(hub).opened("message")
+    assert isinstance(message.body, MessageBody)
+    assert "lea.martin@example.fr" in message.body.text
+    assert "06 12 34 56 78" not in message.body.text
+    assert "FR76" not in message.body.text
+    assert {m["kind"] for m in sent.masked} == {"phone", "iban"}
+    assert hub.store.message(sent.message.id).text == text  # type: ignore[union-attr]  # kept whole at home
+    [entry] = hub.ledger.entries("shop")
+    assert (entry.scope, entry.value, entry.envelope_id) == (
+        "email",
+        "lea.martin@example.fr",
+        sent.message.id,
+    )
+    assert entry.basis == hub.consents.basis("shop", "household", "email")
+    assert hub.ledger.verify().ok
+    [receipt] = hub.consents.receipts("shop")
+    assert verify_receipt(receipt.record, receipt.sig, HUB_ID.public())
+
+
+async def test_erasing_a_brand_leaves_only_the_receipt_and_asks_until_it_forgets(scoped_hub: Hub) -> None:
+    hub = scoped_hub
+    sent = await hub.send("Mon e-mail : lea.martin@example.fr", brand_id="shop")
+    await from_brand(hub, reply_to(sent.message.conversation_id))
+    await hub.close(sent.message.conversation_id)
+    await hub.rate(sent.message.conversation_id, rating_bot=5)
+    status = await hub.erase("shop")
+    assert status["request"] is not None
+    assert status["forgotten_at"] is None
+    dump = "\n".join(hub.store.conn.iterdump())
+    assert "lea.martin@example.fr" not in dump
+    assert hub.store.conversations() == []
+    assert hub.ledger.verify().ok
+    await settle()
+    [forget] = fake(hub).opened("forget")
+    await from_brand(hub, Envelope(type="receipt", sender="shop", ref=forget.id, body=ReceiptBody()))
+    assert hub.store.outbox.pending("shop") == 1  # a receipt is not "forgotten": keep asking
+    done = Envelope(
+        type="forgotten", sender="shop", recipient="home", ref=forget.id, body=ForgottenBody(erased=3)
+    )
+    await from_brand(hub, done)
+    assert hub.forget_status("shop")["forgotten_at"] is not None
+    assert hub.store.outbox.pending("shop") == 0
+    export = hub.export()
+    assert export["messages"] == []
+    assert export["ledger_verification"]["ok"] is True
+
+
+async def test_marketing_is_blocked_by_default_and_counted(scoped_hub: Hub) -> None:
+    hub = scoped_hub
+    promo = Envelope(
+        type="notification", sender="shop", body=NotificationBody(text="-20 % !", category="marketing")
+    )
+    await from_brand(hub, promo)
+    assert hub.store.notifications() == []
+    assert hub.policy.counts("shop")["marketing"]["block"] == 1
+    hub.policy.allow("shop", "marketing")
+    hub.policy.set_quiet_hours("household", None)
+    await from_brand(
+        hub,
+        Envelope(
+            type="notification", sender="shop", body=NotificationBody(text="-30 % !", category="marketing")
+        ),
+    )
+    assert [n.text for n in hub.store.notifications()] == ["-30 % !"]
