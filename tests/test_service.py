@@ -19,18 +19,18 @@ from hub.protocol import (
     Author,
     Envelope,
     ErrorBody,
-    ForgottenBody,
-    MessageBody,
-    ScopeRequest,
     FeedbackBody,
+    ForgottenBody,
     HandoffBody,
     IdeaBody,
     LocalizedText,
     Manifest,
+    MessageBody,
     NotificationBody,
     PresenceBody,
     ReceiptBody,
     ReplyBody,
+    ScopeRequest,
     Topics,
     new_id,
 )
@@ -650,7 +650,10 @@ async def scoped_hub(tmp_path: Path) -> AsyncIterator[Hub]:
 
 async def test_only_granted_data_leaves_home_and_every_disclosure_is_in_the_ledger(scoped_hub: Hub) -> None:
     hub = scoped_hub
-    text = "Écrivez-moi à lea.martin@example.fr ou appelez le 06 12 34 56 78, IBAN FR76 3000 6000 0112 3456 7890 189"
+    text = (
+        "Écrivez-moi à lea.martin@example.fr ou appelez le 06 12 34 56 78,"
+        " IBAN FR76 3000 6000 0112 3456 7890 189"
+    )
     sent = await hub.send(text, brand_id="shop")
     await settle()
     [message] = fake(hub).opened("message")
