@@ -20,7 +20,12 @@ const TEXT = {
     needed_human: "Besoin d'un humain", conversations: "Conversations", brand: "Marque",
     status_queued: "en attente", status_accepted: "accepté", status_sent: "envoyé", status_delivered: "remis",
     status_failed: "refusé", status_cancelled: "annulé", error: "Erreur", admin_only: "Réservé aux administrateurs.",
-    bot: "assistant", person: "conseiller·e",
+    bot: "assistant", person: "conseiller·e", grant: "J'accepte de partager", knows: "Ce qu'elle sait de nous",
+    ledger_empty: "Rien ne lui a été transmis.", when: "Quand", what: "Quoi", value: "Donnée", basis: "Au titre de",
+    export: "Tout exporter (JSON)", erase: "Effacer cette marque et lui demander d'oublier",
+    forget_pending: "Demande d'oubli envoyée, en attente de sa confirmation…", forget_done: "La marque a confirmé avoir oublié.",
+    ledger_ok: "Registre intact", ledger_bad: "Registre altéré !", masked: "Masqué avant l'envoi :", back: "Retour",
+    erased: "(effacé)", counts: "Ce mois-ci",
   },
   en: {
     loading: "Loading…", tab_talk: "Conversations", tab_brands: "Brands", tab_inbox: "Inbox", tab_stats: "Service",
@@ -40,7 +45,12 @@ const TEXT = {
     needed_human: "Needed a person", conversations: "Conversations", brand: "Brand",
     status_queued: "queued", status_accepted: "accepted", status_sent: "sent", status_delivered: "delivered",
     status_failed: "refused", status_cancelled: "cancelled", error: "Error", admin_only: "Admins only.",
-    bot: "assistant", person: "agent",
+    bot: "assistant", person: "agent", grant: "I agree to share", knows: "What it knows about us",
+    ledger_empty: "Nothing was disclosed to it.", when: "When", what: "What", value: "Datum", basis: "Under",
+    export: "Export everything (JSON)", erase: "Erase this brand and ask it to forget us",
+    forget_pending: "Forget request sent, waiting for its confirmation…", forget_done: "The brand confirmed it forgot.",
+    ledger_ok: "Ledger intact", ledger_bad: "Ledger tampered!", masked: "Masked before sending:", back: "Back",
+    erased: "(erased)", counts: "This month",
   },
 };
 
@@ -170,6 +180,9 @@ function messageItem(message) {
   const item = el("li", { class: `msg ${kind}`, "data-type": message.type, "data-kind": message.extra?.kind || "" },
     el("span", { class: "who" }, who(message)), message.text);
   if (message.direction === "out") item.append(el("span", { class: "status" }, ` · ${t(`status_${message.status}`)}`));
+  if (message.extra?.masked?.length) {
+    item.append(el("span", { class: "status masked" }, ` · ${t("masked")} ${message.extra.masked.map((m) => m.kind).join(", ")}`));
+  }
   const kindOfNote = message.extra?.kind;
   const open = state.current && state.current.conversation?.state !== "closed";
   if (kindOfNote === "offer_human" && open) {
@@ -301,15 +314,24 @@ function renderBrands() {
   const cards = state.brands.map((brand) => {
     const m = brand.manifest;
     const admin = state.me?.role === "admin";
-    const scopes = el("ul", { class: "scopes" }, m.scopes.map((s) => el("li", {}, el("strong", {}, s.scope), ` — ${s.purpose[state.lang]}`)));
+    const boxes = {};
+    const scopes = el("ul", { class: "scopes" }, m.scopes.map((s) => {
+      const id = `scope-${brand.id}-${s.scope}`;
+      boxes[s.scope] = el("input", { type: "checkbox", id, checked: !brand.opted_in && s.required, disabled: brand.opted_in || !admin });
+      return el("li", {}, el("label", { for: id }, boxes[s.scope], " ", el("strong", {}, s.scope), ` — ${s.purpose[state.lang]}`));
+    }));
     const hours = Object.entries(m.humans.hours || {}).map(([day, spans]) => `${day} ${spans.join(", ")}`).join(" · ");
     const contacts = m.contact.map((c) => `${c.label ? c.label[state.lang] : c.kind} ${c.value}`).join(" · ");
     const toggle = el("button", { class: brand.opted_in ? "secondary" : "primary", type: "button", disabled: !admin,
       onclick: async () => {
-        await api(`/api/brands/${brand.id}/${brand.opted_in ? "opt-out" : "opt-in"}`, { method: "POST" });
+        const grant = Object.keys(boxes).filter((k) => boxes[k].checked);
+        const deny = Object.keys(boxes).filter((k) => !boxes[k].checked);
+        await api(`/api/brands/${brand.id}/${brand.opted_in ? "opt-out" : "opt-in"}`, { method: "POST",
+          body: brand.opted_in ? undefined : { grant, deny } });
         state.brands = await api("/api/brands");
         renderBrands();
       } }, brand.opted_in ? t("opt_out") : t("opt_in"));
+    const knows = el("button", { class: "secondary", type: "button", onclick: () => renderKnows(brand.id) }, t("knows"));
     const share = el("input", { type: "checkbox", id: `share-${brand.id}`, checked: brand.share_satisfaction, disabled: !admin,
       onchange: async (event) => {
         await api(`/api/brands/${brand.id}/settings`, { method: "POST", body: { share_satisfaction: event.target.checked } });
@@ -323,18 +345,45 @@ function renderBrands() {
       contacts ? el("p", { class: "muted" }, `${t("contact")} : ${contacts}`) : null,
       brand.keys ? el("p", { class: "muted" }, `${t("keys")} : ${brand.keys}`) : null,
       el("label", { for: `share-${brand.id}` }, share, ` ${t("share")}`),
-      el("div", { class: "actions" }, toggle), admin ? null : el("p", { class: "muted" }, t("admin_only")));
+      el("p", { class: "muted" }, t("grant")),
+      el("div", { class: "actions" }, toggle, knows), admin ? null : el("p", { class: "muted" }, t("admin_only")));
   });
   show(...cards);
+}
+
+async function renderKnows(brandId) {
+  const [knows, verify] = await Promise.all([api(`/api/brands/${brandId}/knows`), api("/api/ledger/verify")]);
+  const rows = knows.entries.filter((e) => e.op === "disclose");
+  const table = rows.length ? el("table", { id: "ledger" }, el("thead", {}, el("tr", {}, [t("when"), t("what"), t("value"), t("basis")]
+    .map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows.map((e) => el("tr", {},
+    el("td", {}, new Date(e.ts).toLocaleString(state.lang)), el("td", {}, e.scope),
+    el("td", {}, e.value ?? t("erased")), el("td", {}, e.basis)))))
+    : el("p", { class: "muted" }, t("ledger_empty"));
+  const forget = knows.forget?.request ? el("p", { role: "status", id: "forget-status" },
+    knows.forget.forgotten_at ? t("forget_done") : t("forget_pending")) : null;
+  const erase = state.me?.role === "admin" && !knows.forget?.request ? el("button", { class: "secondary", type: "button",
+    onclick: async () => { await api(`/api/brands/${brandId}/erase`, { method: "POST" }); renderKnows(brandId); } }, t("erase")) : null;
+  show(el("section", { class: "card", "aria-label": t("knows") },
+    el("h2", {}, `${brandName(brandId)} — ${t("knows")}`), table,
+    el("p", { class: verify.ok ? "muted" : "notice" }, verify.ok ? `✔ ${t("ledger_ok")}` : `✖ ${t("ledger_bad")}`),
+    forget,
+    el("div", { class: "actions" },
+      el("a", { class: "secondary", href: "/api/export", download: "foyer-export.json", id: "export" }, t("export")), erase,
+      el("button", { class: "secondary", type: "button", onclick: () => renderBrands() }, t("back")))));
 }
 
 // --- inbox and stats ------------------------------------------------------------------------
 
 async function renderInbox() {
   const notes = await api("/api/notifications");
-  if (!notes.length) { show(el("p", { class: "muted" }, t("inbox_empty"))); return; }
-  show(el("ul", { class: "messages" }, notes.map((n) => el("li", { class: "msg bot" },
-    el("span", { class: "who" }, `${brandName(n.brand_id)} · ${n.extra.category}`), n.text))));
+  const counts = await Promise.all(state.brands.filter((b) => b.opted_in)
+    .map((b) => api(`/api/brands/${b.id}/notification-counts?lang=${state.lang}`)));
+  const sentences = counts.flatMap((c) => c.sentences);
+  const summary = sentences.length ? el("div", { class: "card" }, el("h2", {}, t("counts")),
+    el("ul", {}, sentences.map((x) => el("li", {}, x)))) : null;
+  if (!notes.length) { show(...[summary, el("p", { class: "muted" }, t("inbox_empty"))].filter(Boolean)); return; }
+  show(...[summary, el("ul", { class: "messages" }, notes.map((n) => el("li", { class: "msg bot" },
+    el("span", { class: "who" }, `${brandName(n.brand_id)} · ${n.extra.category} · ${n.status}`), n.text)))].filter(Boolean));
 }
 
 function bars(title, rows, value, max) {
