@@ -3,6 +3,7 @@ real hub, broker and demo brand. Screenshots of the main screens land in tests/s
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -66,6 +67,8 @@ def test_a_member_pairs_chooses_a_brand_talks_asks_for_a_person_and_rates(
     page.get_by_role("button", name="Marques").click()
     card = page.locator("article[data-brand=sportissimo]")
     card.get_by_text("customer_number").wait_for()
+    card.locator("#scope-sportissimo-email").check()  # grant the e-mail…
+    card.locator("#scope-sportissimo-postal_address").uncheck()  # …refuse the postal address
     card.get_by_role("button", name="Choisir cette marque").click()
     card.get_by_text("✔ choisie").wait_for()
     wait_for(lambda: client.brand("sportissimo")["online"], 20, "sportissimo online")
@@ -73,11 +76,15 @@ def test_a_member_pairs_chooses_a_brand_talks_asks_for_a_person_and_rates(
 
     # Talk: the order's real status comes back, marked as the brand's assistant.
     page.get_by_role("button", name="Conversations").click()
-    page.get_by_label("Votre message").fill("Où en est ma commande Sportissimo 4821 ?")
+    page.get_by_label("Votre message").fill(
+        "Où en est ma commande Sportissimo 4821 ? Mon e-mail : lea.martin@example.fr,"
+        " j'habite 12 rue de la Paix, 75002 Paris"
+    )
     page.get_by_role("button", name="Envoyer").click()
     answer = page.locator("li.msg.bot").filter(has_text="4821")
     answer.wait_for(timeout=20_000)
     assert "Assistant Sportissimo · assistant" in answer.inner_text()
+    assert "postal_address" in page.locator("li.msg.out .masked").first.inner_text()  # shown what was masked
 
     # A person, one click away: the hub tells the truth about who is there.
     page.get_by_role("button", name="Parler à un humain").click()
@@ -95,6 +102,22 @@ def test_a_member_pairs_chooses_a_brand_talks_asks_for_a_person_and_rates(
     page.get_by_text("Votre avis : 4 ★").wait_for()
     conversation = client.http.get("/api/conversations").json()[0]["id"]
     assert client.conversation(conversation)["rating"]["rating_bot"] == 4
+
+    # What the brand knows: the ledger shows the e-mail that was disclosed, and not the address.
+    page.get_by_role("button", name="Marques").click()
+    retailer = page.locator("article[data-brand=sportissimo]")
+    retailer.get_by_role("button", name="Ce qu'elle sait de nous").click()
+    ledger = page.locator("#ledger")
+    ledger.wait_for()
+    assert "lea.martin@example.fr" in ledger.inner_text()
+    assert "Paix" not in ledger.inner_text()
+    page.get_by_text("✔ Registre intact").wait_for()
+    shoot(page, "desktop-ledger")
+    with page.expect_download() as download:
+        page.locator("#export").click()
+    exported = Path(download.value.path()).read_text()
+    assert "lea.martin@example.fr" in exported
+    assert json.loads(exported)["format"] == "foyer-export/1"
 
     # How brands treat us, as a chart.
     page.get_by_role("button", name="Service").click()
