@@ -1,6 +1,6 @@
 """Consents: which scopes each brand may receive, per member, with a signed receipt for every change.
 
-Self-contained: nothing imports it yet; the hub wiring is a later step. Use it so::
+Wired into the hub (:mod:`hub.service`); used so::
 
     consents = Consents(conn, identity, hub_id)
     receipt = consents.grant(manifest, "household", ["email"])     # whole household

@@ -1,6 +1,6 @@
 """End-to-end sealing and signatures for Foyer envelopes (PyNaCl), plus a replay guard.
 
-Self-contained: nothing else imports it yet. It gives an entity (a hub or a brand)
+It gives an entity (a hub or a brand)
 two key pairs, seals an envelope's body for its recipient, signs the envelope's
 header together with that body, and opens and verifies what arrives.
 

@@ -1,6 +1,6 @@
 """The disclosure ledger: every datum the home gave a brand, in an append-only hash chain.
 
-Self-contained: nothing imports it yet; the hub wiring is a later step. Use it so::
+Wired into the hub (:mod:`hub.service`); used so::
 
     ledger = Ledger(conn)
     result = gate(text, consents.granted(brand_id, member), lang)
