@@ -134,6 +134,14 @@ class ConsentRequest(BaseModel):
     member: str = "household"
 
 
+class DataAnswer(BaseModel):
+    answer: Literal["once", "always", "no"]
+    value: Annotated[str, Field(max_length=500)] | None = Field(
+        default=None, description="The datum to share (needed for once/always)."
+    )
+    lang: Literal["fr", "en"] = "fr"
+
+
 class CategoryRequest(BaseModel):
     category: Literal["transactional", "service", "marketing"]
     allowed: bool
@@ -328,6 +336,16 @@ def _consent_routes(app: FastAPI) -> None:
             "entries": [asdict(e) for e in hub.ledger.entries(brand_id)],
             "forget": hub.forget_status(brand_id),
         }
+
+    @app.post("/api/data-requests/{request_id}", status_code=202, tags=["consent"])
+    async def answer_data_request(
+        request: Request, _: Member, request_id: str, body: DataAnswer
+    ) -> dict[str, Any]:
+        """Answer a brand's request for a datum: once, always (grants the scope), or no."""
+        result = await _hub_of(request).answer_data_request(
+            request_id, body.answer, body.value, lang=body.lang
+        )
+        return {"message": result.message.as_dict()}
 
     @app.get("/api/ledger/verify", tags=["consent"])
     async def verify(request: Request, _: Member) -> dict[str, Any]:

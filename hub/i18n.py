@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["Lang", "say"]
+__all__ = ["Lang", "say", "scope_label"]
 
 Lang = Literal["fr", "en"]
 
@@ -72,7 +72,38 @@ _TEXTS: dict[str, dict[str, str]] = {
         "fr": " et a été transmis à {brand}, comme vous l'avez permis",
         "en": " and was passed on to {brand}, as you allowed",
     },
+    "data_request": {
+        "fr": "{brand} demande {scope} : « {purpose} ». Le partager ?",
+        "en": "{brand} asks for {scope}: “{purpose}”. Share it?",
+    },
+    "data_shared": {
+        "fr": "Partagé avec {brand} : {scope} ({how}).",
+        "en": "Shared with {brand}: {scope} ({how}).",
+    },
+    "data_refused": {
+        "fr": "Refusé : {brand} ne recevra pas {scope}.",
+        "en": "Refused: {brand} will not receive {scope}.",
+    },
+    "once": {"fr": "cette fois seulement", "en": "this time only"},
+    "always": {"fr": "désormais toujours", "en": "from now on"},
 }
+
+SCOPE_LABELS: dict[str, dict[str, str]] = {
+    "first_name": {"fr": "votre prénom", "en": "your first name"},
+    "full_name": {"fr": "votre nom complet", "en": "your full name"},
+    "email": {"fr": "votre adresse e-mail", "en": "your e-mail address"},
+    "phone": {"fr": "votre numéro de téléphone", "en": "your phone number"},
+    "postal_address": {"fr": "votre adresse postale", "en": "your postal address"},
+    "customer_number": {"fr": "votre numéro client", "en": "your customer number"},
+    "order_history": {"fr": "l'historique de vos commandes", "en": "your order history"},
+    "location": {"fr": "votre localisation", "en": "your location"},
+    "satisfaction": {"fr": "vos avis de satisfaction", "en": "your satisfaction ratings"},
+}
+
+
+def scope_label(scope: str, lang: str) -> str:
+    labels = SCOPE_LABELS.get(scope, {})
+    return labels.get(lang, labels.get("fr", scope))
 
 
 def say(key: str, lang: str, **values: str) -> str:

@@ -1,6 +1,6 @@
 """Quiet by default: whether, and when, a brand's notification reaches the household.
 
-Self-contained: nothing imports it yet; the hub wiring is a later step. For each
+Wired into the hub (:mod:`hub.service`). For each
 ``notification`` envelope a brand sends (once, after the store has deduplicated
 it by id)::
 

@@ -40,6 +40,8 @@ __all__ = [
     "SCOPES",
     "Author",
     "Contact",
+    "DataRequestBody",
+    "DataResponseBody",
     "Envelope",
     "ErrorBody",
     "FeedbackBody",
@@ -285,6 +287,22 @@ class ForgottenBody(_Model):
     erased: Annotated[int, Field(ge=0)] = 0
 
 
+class DataRequestBody(_Model):
+    """brand → hub: the brand needs a datum in this conversation; the hub asks the member."""
+
+    scope: Scope
+    purpose: Annotated[str, Field(min_length=1, max_length=300)]
+    lang: Lang = "fr"
+
+
+class DataResponseBody(_Model):
+    """hub → brand (``ref`` = the request): the member's answer; ``value`` only if they agreed."""
+
+    scope: Scope
+    granted: bool
+    value: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+
+
 _BODIES: dict[str, type[_Model]] = {
     "message": MessageBody,
     "reply": ReplyBody,
@@ -297,6 +315,8 @@ _BODIES: dict[str, type[_Model]] = {
     "idea": IdeaBody,
     "forget": ForgetBody,
     "forgotten": ForgottenBody,
+    "data_request": DataRequestBody,
+    "data_response": DataResponseBody,
 }
 MESSAGE_TYPES: tuple[str, ...] = tuple(_BODIES)
 MessageType = Literal[
@@ -311,6 +331,8 @@ MessageType = Literal[
     "idea",
     "forget",
     "forgotten",
+    "data_request",
+    "data_response",
 ]
 Body = (
     MessageBody
@@ -324,6 +346,8 @@ Body = (
     | IdeaBody
     | ForgetBody
     | ForgottenBody
+    | DataRequestBody
+    | DataResponseBody
 )
 
 

@@ -39,7 +39,7 @@ from hub.errors import (
     UnknownConversation,
     UnknownMessageType,
 )
-from hub.i18n import say
+from hub.i18n import say, scope_label
 from hub.intent import Turn, conversation_going_badly, wants_human
 from hub.ledger import Ledger
 from hub.mqtt import MqttLink
@@ -48,6 +48,8 @@ from hub.policy import NotificationPolicy
 from hub.privacy import GateResult, gate
 from hub.protocol import (
     Contact,
+    DataRequestBody,
+    DataResponseBody,
     Envelope,
     ErrorBody,
     FeedbackBody,
@@ -443,13 +445,14 @@ class Hub:
         self,
         brand: BrandRow,
         conversation_id: str,
-        body: MessageBody | HandoffBody | FeedbackBody | IdeaBody,
+        body: MessageBody | HandoffBody | FeedbackBody | IdeaBody | DataResponseBody,
         text: str,
         lang: str,
         *,
         kind: str = "chat",
         gated: GateResult | None = None,
         member: str = HOUSEHOLD,
+        ref: str | None = None,
     ) -> SendResult:
         """Store an outgoing envelope with its outbox entry in one transaction, then wake the outbox.
 
@@ -458,11 +461,16 @@ class Hub:
         """
         type_ = _TYPE_OF[type(body)]
         envelope = Envelope(
-            type=type_, sender=self.hub_id, recipient=brand.id, conversation=conversation_id, body=body
+            type=type_,
+            sender=self.hub_id,
+            recipient=brand.id,
+            conversation=conversation_id,
+            ref=ref,
+            body=body,
         )
         payload = encode(envelope)  # kept in clear on the home's disk; sealed when published
         status = "accepted" if brand.online else "queued"
-        with self.store.transaction():
+        with self.store.transaction():  # joins the caller's transaction if there is one
             self.store.create_conversation(brand.id, kind=kind, conversation_id=conversation_id)
             row = self.store.add_message(
                 message_id=envelope.id,
@@ -714,6 +722,75 @@ class Hub:
         else:
             raise InvalidEnvelope(f"a brand may not send a handoff {handoff.action!r}")
 
+    def _on_data_request(self, brand: BrandRow, envelope: Envelope, asked: DataRequestBody) -> None:
+        """The brand needs a datum: ask the member (once / always / no), never answer for them."""
+        conversation_id = envelope.conversation
+        if conversation_id is None or self.store.conversation_brand(conversation_id) != brand.id:
+            raise UnknownConversation(f"conversation {conversation_id!r} is not with brand {brand.id!r}")
+        self.store.set_meta(
+            f"data_request:{envelope.id}",
+            json.dumps(
+                {"brand": brand.id, "conversation": conversation_id, "scope": asked.scope, "answered": None}
+            ),
+        )
+        self._hub_note(
+            brand,
+            conversation_id,
+            "data_request",
+            asked.lang,
+            {"request": envelope.id, "scope": asked.scope, "purpose": asked.purpose},
+            scope=scope_label(asked.scope, asked.lang),
+            purpose=asked.purpose,
+        )
+
+    async def answer_data_request(
+        self,
+        request_id: str,
+        answer: Literal["once", "always", "no"],
+        value: str | None,
+        *,
+        member: str = HOUSEHOLD,
+        lang: Lang = "fr",
+    ) -> SendResult:
+        """The member's answer: "always" also grants the scope (signed receipt); each datum shared
+        is written to the ledger; the brand gets a ``data_response`` either way."""
+        raw = self.store.meta(f"data_request:{request_id}")
+        if raw is None:
+            raise UnknownConversation(f"no data request {request_id!r} on this hub")
+        request = json.loads(raw)
+        if request["answered"]:
+            raise InvalidConsent(f"data request {request_id!r} was already answered ({request['answered']})")
+        brand = self.brand(request["brand"])
+        scope = request["scope"]
+        if answer != "no" and not (value and value.strip()):
+            raise InvalidConsent(f"answering {answer!r} needs the value of {scope!r} to share")
+        with self.store.transaction():
+            try:
+                outcome = self.consents.remember_answer(brand.manifest, member, scope, answer)
+            except ValueError as err:
+                raise InvalidConsent(str(err)) from err
+            shared = value.strip() if outcome.disclose and value else None
+            body = DataResponseBody(scope=scope, granted=shared is not None, value=shared)
+            label = scope_label(scope, lang)
+            text = (
+                say("data_shared", lang, brand=brand.manifest.name, scope=label, how=say(answer, lang))
+                if shared
+                else say("data_refused", lang, brand=brand.manifest.name, scope=label)
+            )
+            result = self._queue_out(brand, request["conversation"], body, text, lang, ref=request_id)
+            if shared is not None:
+                self.ledger.append(
+                    brand.id,
+                    member,
+                    scope,
+                    shared,
+                    basis=outcome.basis or "once",
+                    envelope_id=result.message.id,
+                )
+            request["answered"] = answer
+            self.store.set_meta(f"data_request:{request_id}", json.dumps(request))
+        return result
+
     def service_stats(self) -> list[dict[str, Any]]:
         """Per brand: first response, time to a human, duration, satisfaction, share needing a human."""
         by_brand: dict[str, list[dict[str, Any]]] = {}
@@ -950,6 +1027,10 @@ class Hub:
                     {"category": note.category, "title": note.title, "release_at": decision.release_at},
                     status="held" if decision.action == "hold" else "received",
                 )
+            case DataRequestBody() as asked:
+                with self.store.transaction():
+                    self._on_data_request(brand, envelope, asked)
+                self._background(self._send_receipt(brand.id, envelope.id))
             case HandoffBody() as handoff:
                 with self.store.transaction():
                     self._on_handoff(brand, envelope, handoff)
@@ -1091,6 +1172,7 @@ def _manifest_keys(manifest: Manifest) -> PublicKeys | None:
 
 _TYPE_OF: dict[type, str] = {
     MessageBody: "message",
+    DataResponseBody: "data_response",
     HandoffBody: "handoff",
     FeedbackBody: "feedback",
     IdeaBody: "idea",

@@ -155,6 +155,7 @@ class Store:
         self.outbox = Outbox(self._conn)
         self.devices = Devices(self._conn)
         self._brands: dict[str, BrandRow] = {}
+        self._savepoints = 0
         self._load_brands()
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
         self._seq = int(row[0])
@@ -197,6 +198,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit; inside another one it becomes a savepoint of it."""
+        if self._conn.in_transaction:
+            self._savepoints += 1
+            name = f"foyer_sp{self._savepoints}"
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+                raise
+            self._conn.execute(f"RELEASE {name}")
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn

@@ -39,7 +39,19 @@ from hub.protocol import MAX_PAYLOAD_BYTES, Envelope, parse, validate
 __all__ = ["SEALED_TYPES", "KeyLookup", "Wire"]
 
 SEALED_TYPES = frozenset(
-    {"message", "reply", "notification", "error", "handoff", "feedback", "idea", "forget", "forgotten"}
+    {
+        "message",
+        "reply",
+        "notification",
+        "error",
+        "handoff",
+        "feedback",
+        "idea",
+        "forget",
+        "forgotten",
+        "data_request",
+        "data_response",
+    }
 )
 
 KeyLookup = Callable[[str, dict[str, str] | None], PublicKeys | None]

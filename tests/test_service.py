@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from hub.consent import verify_receipt
 from hub.crypto import CannotOpen, Identity, b64encode
-from hub.errors import AmbiguousBrand, NotOptedIn, UnknownBrand, UnknownConversation
+from hub.errors import AmbiguousBrand, InvalidConsent, NotOptedIn, UnknownBrand, UnknownConversation
 from hub.protocol import (
     MAX_PAYLOAD_BYTES,
     Author,
+    DataRequestBody,
+    DataResponseBody,
     Envelope,
     ErrorBody,
     FeedbackBody,
@@ -720,3 +722,39 @@ async def test_marketing_is_blocked_by_default_and_counted(scoped_hub: Hub) -> N
         ),
     )
     assert [n.text for n in hub.store.notifications()] == ["-30 % !"]
+
+
+async def test_a_brand_asks_for_a_datum_and_the_member_decides(scoped_hub: Hub) -> None:
+    hub = scoped_hub
+    sent = await hub.send("Je veux retourner ma commande", brand_id="shop")
+    conversation = sent.message.conversation_id
+    ask = Envelope(
+        type="data_request",
+        sender="shop",
+        recipient="home",
+        conversation=conversation,
+        body=DataRequestBody(scope="phone", purpose="pour que le transporteur vous appelle"),
+    )
+    await from_brand(hub, ask)
+    note = hub.store.messages(conversation)[-1]
+    assert note.extra["kind"] == "data_request"
+    assert note.text == (
+        "Boutique Test demande votre numéro de téléphone :"
+        " « pour que le transporteur vous appelle ». Le partager ?"
+    )
+    assert "phone" not in hub.consents.granted("shop", "household")
+    await hub.answer_data_request(ask.id, "once", "06 12 34 56 78")
+    await settle()
+    [response] = fake(hub).opened("data_response")
+    assert response.ref == ask.id
+    assert response.body == DataResponseBody(scope="phone", granted=True, value="06 12 34 56 78")
+    assert "phone" not in hub.consents.granted("shop", "household")  # once is not always
+    [entry] = [e for e in hub.ledger.entries("shop") if e.scope == "phone"]
+    assert (entry.value, entry.basis) == ("06 12 34 56 78", "once")
+    with pytest.raises(InvalidConsent, match="already answered"):
+        await hub.answer_data_request(ask.id, "no", None)
+    second = ask.model_copy(update={"id": new_id()})
+    await from_brand(hub, second)
+    await hub.answer_data_request(second.id, "no", None)
+    await settle()
+    assert fake(hub).opened("data_response")[-1].body == DataResponseBody(scope="phone", granted=False)
