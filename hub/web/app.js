@@ -25,7 +25,8 @@ const TEXT = {
     export: "Tout exporter (JSON)", erase: "Effacer cette marque et lui demander d'oublier",
     forget_pending: "Demande d'oubli envoyée, en attente de sa confirmation…", forget_done: "La marque a confirmé avoir oublié.",
     ledger_ok: "Registre intact", ledger_bad: "Registre altéré !", masked: "Masqué avant l'envoi :", back: "Retour",
-    erased: "(effacé)", counts: "Ce mois-ci",
+    erased: "(effacé)", counts: "Ce mois-ci", data_value: "La donnée à partager", data_once: "Une fois",
+    data_always: "Toujours", data_no: "Non",
   },
   en: {
     loading: "Loading…", tab_talk: "Conversations", tab_brands: "Brands", tab_inbox: "Inbox", tab_stats: "Service",
@@ -50,7 +51,8 @@ const TEXT = {
     export: "Export everything (JSON)", erase: "Erase this brand and ask it to forget us",
     forget_pending: "Forget request sent, waiting for its confirmation…", forget_done: "The brand confirmed it forgot.",
     ledger_ok: "Ledger intact", ledger_bad: "Ledger tampered!", masked: "Masked before sending:", back: "Back",
-    erased: "(erased)", counts: "This month",
+    erased: "(erased)", counts: "This month", data_value: "The datum to share", data_once: "Once",
+    data_always: "Always", data_no: "No",
   },
 };
 
@@ -194,7 +196,23 @@ function messageItem(message) {
       onclick: callback }, t("callback"))));
   }
   if (kindOfNote === "rating_prompt") item.append(ratingWidget(message.extra.parts || ["bot"]));
+  if (kindOfNote === "data_request") item.append(dataRequestForm(message.extra));
   return item;
+}
+
+function dataRequestForm(extra) {
+  const value = el("input", { "aria-label": t("data_value"), placeholder: t("data_value"), "data-request": extra.request });
+  const answer = async (choice) => {
+    try {
+      await api(`/api/data-requests/${extra.request}`, { method: "POST",
+        body: { answer: choice, value: choice === "no" ? null : value.value, lang: state.lang } });
+      await openConversation(state.current.id);
+    } catch (err) { state.notice = err.message; renderTalk(); }
+  };
+  return el("div", { class: "actions" }, value,
+    el("button", { class: "secondary", type: "button", onclick: () => answer("once") }, t("data_once")),
+    el("button", { class: "secondary", type: "button", onclick: () => answer("always") }, t("data_always")),
+    el("button", { class: "secondary", type: "button", onclick: () => answer("no") }, t("data_no")));
 }
 
 function ratingWidget(parts) {
