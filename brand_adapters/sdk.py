@@ -18,7 +18,13 @@ What the SDK does for you:
   message, even across a crash (unhandled messages are resumed on start);
 - keeps per-conversation state (``msg.state``, a JSON-able dict) between turns;
 - puts every reply and notification in a durable outbox that is re-published
-  with backoff until the hub's receipt arrives.
+  with backoff until the hub's receipt arrives;
+- hands conversations to the brand's people (the desk, ``docs/desk.md``): a hub's
+  ``handoff`` request is queued for the agents when people are there (``accepted``,
+  with a queue position) or answered ``unavailable`` with the next opening; while
+  people hold a conversation the member's messages go to the desk, not to the bot.
+  A bot hands over by returning :class:`Handoff`. ``feedback`` and ``idea``
+  envelopes are kept (``app.feedback()``, ``app.ideas()``).
 """
 
 from __future__ import annotations
@@ -28,22 +34,36 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
 import aiomqtt
 
+from brand_adapters.desk.hours import check_hours, humans_open_now, next_opening
+from brand_adapters.desk.state import (
+    Callback,
+    DeskConflict,
+    DeskConversation,
+    DeskEvent,
+    DeskStore,
+    Feedback,
+    Idea,
+)
 from hub.crypto import BadSignature, Header, Identity, PublicKeys, ReplayGuard, UnknownKey
-from hub.errors import BrokerError, ProtocolError
+from hub.errors import BrokerError, ManifestError, ProtocolError
 from hub.mqtt import BrokerSettings, MqttLink
-from hub.outbox import Outbox, OutboxItem, connect_sqlite, pump
+from hub.outbox import Outbox, OutboxItem, pump
 from hub.protocol import (
     Author,
     Envelope,
     ErrorBody,
+    FeedbackBody,
+    HandoffBody,
+    IdeaBody,
     Manifest,
     MessageBody,
     NotificationBody,
@@ -51,13 +71,15 @@ from hub.protocol import (
     ReceiptBody,
     ReplyBody,
     Topics,
+    TranscriptLine,
     decode,
     encode,
     now_ms,
 )
+from hub.sqlite import connect_sqlite
 from hub.wire import Wire
 
-__all__ = ["Answer", "BrandApp", "Incoming", "MessageHandler"]
+__all__ = ["Answer", "BrandApp", "DeskListener", "Handoff", "Incoming", "MessageHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +91,8 @@ CREATE TABLE IF NOT EXISTS seen (
     hub_id TEXT NOT NULL,
     conversation TEXT,
     payload BLOB NOT NULL,
-    status TEXT NOT NULL,          -- received | handled
+    status TEXT NOT NULL,          -- received | handled | held (a message for the desk) | noted (handoff,
+                                   -- feedback, idea: applied when stored)
     received_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS hub_keys (
@@ -108,8 +131,30 @@ class Incoming:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-HandlerResult = str | Answer | Sequence[str | Answer] | None
+@dataclass(frozen=True)
+class Handoff:
+    """Return this from a handler (alone or after answers) to hand the conversation to a person.
+
+    If people are there, the conversation joins the desk's queue and the hub is told
+    (``handoff accepted``, origin ``bot``, with the queue position); otherwise the hub is
+    told ``unavailable`` with the next opening, and the bot stays in charge.
+    """
+
+    reason: str
+    lang: Lang | None = None
+
+
+HandlerResult = str | Answer | Handoff | Sequence[str | Answer | Handoff] | None
 MessageHandler = Callable[[Incoming], Awaitable[HandlerResult]]
+DeskListener = Callable[[DeskEvent], None]
+"""Called (on the event loop) with each change at the desk: see :class:`DeskEvent`."""
+
+WAIT_PER_POSITION_S = 120
+"""The expected wait announced per place in the queue."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class BrandApp:
@@ -123,7 +168,13 @@ class BrandApp:
         state_path: Path | str,
         bot_name: str | None = None,
         client_id: str | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        wait_per_position_s: int = WAIT_PER_POSITION_S,
     ) -> None:
+        try:
+            check_hours(manifest.humans)
+        except ValueError as err:
+            raise ManifestError(f"brand {manifest.id!r}: {err}") from err
         self.brand_id = manifest.id
         self.bot_name = bot_name or f"Assistant {manifest.name}"
         self._broker = broker
@@ -134,6 +185,11 @@ class BrandApp:
         self._conn.executescript(SDK_SCHEMA)
         self._outbox = Outbox(self._conn)
         self._replay = ReplayGuard(self._conn)
+        self._desk = DeskStore(self._conn)
+        self._desk_attached = False
+        self._desk_listeners: list[DeskListener] = []
+        self._clock = clock
+        self._wait_per_position_s = wait_per_position_s
         self.identity = Identity.load_or_create(Path(state_path).with_suffix(".keys.json"))
         self.wire = Wire(self.identity)
         self.manifest = manifest.model_copy(update={"keys": self.identity.public().as_dict()})
@@ -179,6 +235,184 @@ class BrandApp:
 
     async def serve_forever(self) -> None:
         await asyncio.Event().wait()
+
+    # --- humans: the desk ------------------------------------------------------------------
+
+    def attach_desk(self) -> None:
+        """Say that people work at a desk for this app: hand-off requests can now be accepted."""
+        self._desk_attached = True
+
+    @property
+    def desk_attached(self) -> bool:
+        return self._desk_attached
+
+    def humans_open(self) -> bool:
+        """Whether a hand-off would be accepted now: a desk is attached and it is within hours."""
+        return self._desk_attached and humans_open_now(self.manifest.humans, self._clock())
+
+    def next_available(self, lang: Lang = "fr") -> str | None:
+        """When people are next there (``"lundi 09:00"``); None if this app has no desk or no hours."""
+        if not self._desk_attached:
+            return None
+        return next_opening(self.manifest.humans, self._clock(), lang)
+
+    def subscribe_desk(self, listener: DeskListener) -> Callable[[], None]:
+        """Call ``listener`` with each :class:`DeskEvent`; returns the function that unsubscribes."""
+        self._desk_listeners.append(listener)
+        return lambda: self._desk_listeners.remove(listener) if listener in self._desk_listeners else None
+
+    def desk_queue(self) -> list[DeskConversation]:
+        """Conversations people hold: waiting (with their position) then taken, with their lines."""
+        return self._desk.queue()
+
+    def desk_conversation(self, conversation: str) -> DeskConversation:
+        """One conversation at the desk, with its context and lines; :class:`UnknownDeskItem` if none."""
+        return self._desk.require(conversation)
+
+    def desk_take(
+        self, conversation: str, agent_name: str, *, agent_id: str | None = None
+    ) -> DeskConversation:
+        """An agent takes a waiting conversation; the hub is told who (``handoff accepted`` + ``agent``).
+
+        :class:`DeskConflict` if another agent has it or it is not waiting; taking one's own again
+        changes nothing.
+        """
+        agent_id = agent_id or agent_name
+        with self._transaction():
+            if self._desk.take(conversation, agent_id, agent_name, now_ms()):
+                taken = self._desk.require(conversation)
+                self._queue(
+                    self._handoff_envelope(
+                        taken.hub_id,
+                        conversation,
+                        taken.request_id,
+                        HandoffBody(
+                            action="accepted", origin=_origin(taken.origin), agent=agent_name, lang=taken.lang
+                        ),
+                    )
+                )
+        self._emit(DeskEvent("queue", conversation))
+        return self._desk.require(conversation)
+
+    def desk_reply(
+        self,
+        conversation: str,
+        agent_name: str,
+        text: str,
+        *,
+        agent_id: str | None = None,
+        lang: Lang | None = None,
+    ) -> str:
+        """Answer the member as a person (``reply``, author kind ``human``); returns the envelope id.
+
+        The agent must hold the conversation (:class:`DeskConflict` otherwise).
+        """
+        with self._transaction():
+            held = self._desk.claim(conversation, agent_id or agent_name)
+            reply_lang = lang or held.lang
+            envelope = Envelope(
+                type="reply",
+                sender=self.brand_id,
+                recipient=held.hub_id,
+                conversation=conversation,
+                ref=self._desk.last_member_line(conversation) or held.request_id,
+                body=ReplyBody(text=text, lang=reply_lang, author=Author(kind="human", name=agent_name)),
+            )
+            self._queue(envelope)
+            self._desk.add_line(
+                envelope.id,
+                conversation,
+                role="human",
+                author=agent_name,
+                text=text,
+                lang=reply_lang,
+                at=now_ms(),
+            )
+        self._emit(DeskEvent("reply", conversation, text))
+        return envelope.id
+
+    def desk_release(
+        self,
+        conversation: str,
+        outcome: Literal["back_to_bot", "closed"],
+        *,
+        agent_name: str | None = None,
+        agent_id: str | None = None,
+    ) -> DeskConversation:
+        """People let the conversation go: back to the bot, or closed (``handoff ended`` + ``outcome``).
+
+        With ``agent_name``, only the agent who holds it (or anyone, while it is still waiting)
+        may release it: :class:`DeskConflict` otherwise.
+        """
+        with self._transaction():
+            held = self._desk.require(conversation)
+            if held.status == "taken" and agent_name is not None:
+                self._desk.claim(conversation, agent_id or agent_name)
+            if not self._desk.end(
+                conversation,
+                status="bot" if outcome == "back_to_bot" else "closed",
+                outcome=outcome,
+                at=now_ms(),
+            ):
+                raise DeskConflict(f"conversation {conversation!r} is {held.status}: no one holds it")
+            self._queue(
+                self._handoff_envelope(
+                    held.hub_id,
+                    conversation,
+                    held.request_id,
+                    HandoffBody(
+                        action="ended", outcome=outcome, agent=held.agent_name or agent_name, lang=held.lang
+                    ),
+                )
+            )
+        self._emit(DeskEvent("queue", conversation))
+        return self._desk.require(conversation)
+
+    def desk_callbacks(self, *, include_done: bool = False) -> list[Callback]:
+        """Members who asked to be called back, oldest first."""
+        return self._desk.callbacks(include_done=include_done)
+
+    def desk_callback_done(self, callback_id: str, agent_name: str) -> Callback:
+        """Mark a callback as dealt with (the agent called, or answered the conversation)."""
+        with self._transaction():
+            self._desk.callback(callback_id)
+            self._desk.callback_done(callback_id, agent_name, now_ms())
+        self._emit(DeskEvent("callback"))
+        return self._desk.callback(callback_id)
+
+    def desk_take_callback(
+        self, callback_id: str, agent_name: str, *, agent_id: str | None = None
+    ) -> DeskConversation:
+        """Answer a callback in its conversation: the agent takes it at once (``accepted`` + ``agent``)."""
+        callback = self._desk.callback(callback_id)
+        if callback.conversation is None:
+            raise DeskConflict(f"callback {callback_id!r} names no conversation to answer in")
+        current = self._desk.get(callback.conversation)
+        if current is not None and current.status == "taken" and current.agent_id != (agent_id or agent_name):
+            raise DeskConflict(f"conversation {callback.conversation!r} is taken by {current.agent_name}")
+        with self._transaction():
+            if not self._desk.holding(callback.conversation):
+                self._desk.enqueue(
+                    callback.conversation,
+                    hub_id=callback.hub_id,
+                    origin="member",
+                    reason=callback.reason,
+                    lang=callback.lang,
+                    transcript=list(callback.transcript),
+                    request_id=callback.id,
+                    at=now_ms(),
+                )
+            self._desk.callback_done(callback_id, agent_name, now_ms())
+        self._emit(DeskEvent("callback"))
+        return self.desk_take(callback.conversation, agent_name, agent_id=agent_id)
+
+    def ideas(self) -> list[Idea]:
+        """Ideas households sent the brand, oldest first."""
+        return self._desk.ideas()
+
+    def feedback(self) -> list[Feedback]:
+        """Satisfaction answers households chose to share, oldest first."""
+        return self._desk.feedback()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -230,7 +464,9 @@ class BrandApp:
         presence = Envelope(
             type="presence",
             sender=self.brand_id,
-            body=PresenceBody(status=status, humans_available=self.manifest.humans.available),
+            body=PresenceBody(
+                status=status, humans_available=self.manifest.humans.available and self._desk_attached
+            ),
         )
         await self._require_link().publish(
             Topics.status(self.brand_id), self.wire.encode(presence, None), retain=True
@@ -267,7 +503,7 @@ class BrandApp:
             return
         if envelope.keys and self._hub_keys(hub_id) is None:
             self._pin_hub(hub_id, envelope.keys)
-        if envelope.type in ("message", "error"):
+        if envelope.type != "receipt":
             try:
                 self._replay.check(Header.of(envelope))
             except ProtocolError as err:
@@ -280,6 +516,10 @@ class BrandApp:
         match envelope.body:
             case MessageBody():
                 await self._receive_message(envelope)
+            case HandoffBody() as handoff:
+                await self._receive_handoff(envelope, handoff)
+            case FeedbackBody() | IdeaBody():
+                await self._receive_opinion(envelope)
             case ReceiptBody():
                 if envelope.ref:
                     self._outbox.ack(envelope.ref, hub_id)
@@ -308,6 +548,137 @@ class BrandApp:
             self._spawn_handler(envelope)
         await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
 
+    async def _receive_handoff(self, envelope: Envelope, handoff: HandoffBody) -> None:
+        """A hub asks for a person (``request``), to be called back (``callback``), or closed (``ended``)."""
+        hub_id = envelope.sender
+        problem = None
+        if handoff.action in ("accepted", "unavailable"):
+            problem = f"a hub sends handoff request, callback or ended, not {handoff.action!r}"
+        elif envelope.conversation is None and handoff.action != "callback":
+            problem = f"a handoff {handoff.action} needs a conversation id"
+        if problem is not None:
+            await self._send_now(hub_id, ErrorBody(code="invalid_envelope", message=problem), envelope.id)
+            return
+        events: list[DeskEvent] = []
+        with self._transaction():
+            if self._note(envelope):  # applied once, even if the hub sends it again
+                events = self._apply_handoff(envelope, handoff)
+        self._emit(*events)
+        await self._send_now(hub_id, ReceiptBody(), ref=envelope.id)
+
+    def _apply_handoff(self, envelope: Envelope, handoff: HandoffBody) -> list[DeskEvent]:
+        conversation = envelope.conversation
+        transcript = [line.model_dump() for line in handoff.transcript]
+        if handoff.action == "callback":
+            self._desk.add_callback(
+                envelope.id,
+                hub_id=envelope.sender,
+                conversation=conversation,
+                reason=handoff.reason,
+                lang=handoff.lang,
+                transcript=transcript,
+                at=now_ms(),
+            )
+            return [DeskEvent("callback", conversation)]
+        if conversation is None:
+            return []
+        if handoff.action == "ended":
+            ended = self._desk.end(conversation, status="closed", outcome="member_closed", at=now_ms())
+            return [DeskEvent("queue", conversation)] if ended else []
+        return self._hand_over(
+            envelope.sender,
+            conversation,
+            origin=handoff.origin or "member",
+            reason=handoff.reason,
+            lang=handoff.lang,
+            transcript=transcript,
+            request_id=envelope.id,
+        )
+
+    def _hand_over(
+        self,
+        hub_id: str,
+        conversation: str,
+        *,
+        origin: Literal["member", "hub", "bot"],
+        reason: str | None,
+        lang: Lang,
+        transcript: list[dict[str, str]],
+        request_id: str,
+    ) -> list[DeskEvent]:
+        """Queue the conversation for people and say so (``accepted``), or say ``unavailable``.
+
+        Runs inside the caller's transaction, which also holds what triggered it.
+        """
+        current = self._desk.get(conversation)
+        held = current is not None and current.holding
+        if not held and not self.humans_open():
+            body = HandoffBody(
+                action="unavailable",
+                origin=origin,
+                reason=reason,
+                lang=lang,
+                next_available=self.next_available(lang),
+            )
+            self._queue(self._handoff_envelope(hub_id, conversation, request_id, body))
+            return []
+        if current is None or not current.holding:
+            self._desk.enqueue(
+                conversation,
+                hub_id=hub_id,
+                origin=origin,
+                reason=reason,
+                lang=lang,
+                transcript=transcript,
+                request_id=request_id,
+                at=now_ms(),
+            )
+            current = self._desk.require(conversation)
+        if current.status == "taken":  # asked again while an agent has it: say who
+            body = HandoffBody(action="accepted", origin=origin, lang=lang, agent=current.agent_name)
+        else:
+            position = current.position or 1
+            body = HandoffBody(
+                action="accepted",
+                origin=origin,
+                lang=lang,
+                queue_position=position,
+                wait_s=position * self._wait_per_position_s,
+            )
+        self._queue(self._handoff_envelope(hub_id, conversation, request_id, body))
+        return [DeskEvent("queue", conversation)]
+
+    async def _receive_opinion(self, envelope: Envelope) -> None:
+        """Feedback or an idea: kept for the brand, then acknowledged (the receipt is the thanks)."""
+        body = envelope.body
+        if not isinstance(body, FeedbackBody | IdeaBody):
+            return
+        kind: Literal["feedback", "idea"] = "idea" if isinstance(body, IdeaBody) else "feedback"
+        with self._transaction():
+            noted = self._note(envelope)
+            if noted:
+                self._desk.add_opinion(
+                    envelope.id,
+                    hub_id=envelope.sender,
+                    conversation=envelope.conversation,
+                    kind=kind,
+                    body=body.model_dump(exclude_none=True),
+                    at=now_ms(),
+                )
+        if noted:
+            self._emit(DeskEvent(kind, envelope.conversation, getattr(body, "text", None)))
+        await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
+
+    def _note(self, envelope: Envelope) -> bool:
+        """Remember a hub envelope that is applied when stored; False if it was already."""
+        return bool(
+            self._conn.execute(
+                "INSERT OR IGNORE INTO seen (id, hub_id, conversation, payload, status, received_at)"
+                " VALUES (?,?,?,?, 'noted', ?)",
+                (envelope.id, envelope.sender, envelope.conversation, encode(envelope), now_ms()),
+            ).rowcount
+        )
+
     def _spawn_handler(self, envelope: Envelope) -> None:
         task = asyncio.create_task(self._handle(envelope), name=f"brand-handle-{envelope.id}")
         self._tasks.add(task)
@@ -331,6 +702,9 @@ class BrandApp:
         self._wake.set()
 
     async def _handle_locked(self, envelope: Envelope, body: MessageBody, conversation: str) -> None:
+        if self._desk.holding(conversation):
+            self._hold(envelope, body, conversation)
+            return
         row = self._conn.execute(
             "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
         ).fetchone()
@@ -346,8 +720,10 @@ class BrandApp:
         handler = self._handler
         if handler is None:
             return
+        handoff: Handoff | None = None
         try:
-            replies = [self._reply_envelope(incoming, answer) for answer in _answers(await handler(incoming))]
+            answers, handoff = _split(await handler(incoming))
+            replies = [self._reply_envelope(incoming, answer) for answer in answers]
         except Exception:  # a bot bug, or an answer the protocol refuses: apologise, never go silent
             log.exception("handler failed on message %s", envelope.id)
             apology = (
@@ -356,19 +732,62 @@ class BrandApp:
                 else "Sorry, a technical problem stops me from answering. Please try again soon."
             )
             replies = [self._reply_envelope(incoming, Answer(apology))]
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+            handoff = None
+        events: list[DeskEvent] = []
+        with self._transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state) VALUES (?,?,?)",
                 (conversation, incoming.hub_id, json.dumps(incoming.state)),
             )
             for reply in replies:
                 self._outbox.add(reply.id, reply.recipient or "", _hub_topic(self, reply), encode(reply))
+            if handoff is not None:
+                events = self._bot_hands_over(incoming, handoff, replies)
             self._conn.execute("UPDATE seen SET status='handled' WHERE id = ?", (envelope.id,))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+        self._emit(*events)
+
+    def _bot_hands_over(
+        self, incoming: Incoming, handoff: Handoff, replies: list[Envelope]
+    ) -> list[DeskEvent]:
+        """The bot decided a person should take over: the member's recent words are the context."""
+        rows = self._conn.execute(
+            "SELECT payload FROM seen WHERE conversation = ? AND status IN ('received', 'handled')"
+            " ORDER BY received_at DESC, rowid DESC LIMIT 10",
+            (incoming.conversation,),
+        ).fetchall()
+        said = [decode(bytes(row["payload"])).body for row in reversed(rows)]
+        transcript = [
+            TranscriptLine(role="member", text=body.text) for body in said if isinstance(body, MessageBody)
+        ]
+        transcript += [
+            TranscriptLine(role="bot", text=reply.body.text)
+            for reply in replies
+            if isinstance(reply.body, ReplyBody)
+        ]
+        return self._hand_over(
+            incoming.hub_id,
+            incoming.conversation,
+            origin="bot",
+            reason=handoff.reason[:200],
+            lang=handoff.lang or incoming.lang,
+            transcript=[line.model_dump() for line in transcript[-20:]],
+            request_id=incoming.id,
+        )
+
+    def _hold(self, envelope: Envelope, body: MessageBody, conversation: str) -> None:
+        """A member's message while people hold the conversation: for the desk; the bot stays silent."""
+        with self._transaction():
+            self._desk.add_line(
+                envelope.id,
+                conversation,
+                role="member",
+                author=None,
+                text=body.text,
+                lang=body.lang,
+                at=now_ms(),
+            )
+            self._conn.execute("UPDATE seen SET status='held' WHERE id = ?", (envelope.id,))
+        self._emit(DeskEvent("message", conversation, body.text))
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -413,6 +832,37 @@ class BrandApp:
             ),
         )
 
+    def _handoff_envelope(
+        self, hub_id: str, conversation: str, ref: str | None, body: HandoffBody
+    ) -> Envelope:
+        return Envelope(
+            type="handoff",
+            sender=self.brand_id,
+            recipient=hub_id,
+            conversation=conversation,
+            ref=ref,
+            body=body,
+        )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One SQLite transaction: the state change and what it sends, or neither."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _emit(self, *events: DeskEvent) -> None:
+        for event in events:
+            for listener in list(self._desk_listeners):
+                try:
+                    listener(event)
+                except Exception:  # a broken page must not stop the brand
+                    log.exception("desk listener failed on %s", event)
+
     # --- sending ---------------------------------------------------------------------------
 
     def _queue(self, envelope: Envelope) -> None:
@@ -446,9 +896,18 @@ def _hub_topic(app: BrandApp, envelope: Envelope) -> str:
     return Topics.to_hub(envelope.recipient, app.brand_id)
 
 
-def _answers(result: HandlerResult) -> list[Answer]:
+def _split(result: HandlerResult) -> tuple[list[Answer], Handoff | None]:
+    """A handler's answers, and the hand-off it asked for (the last one, if several)."""
     if result is None:
-        return []
-    if isinstance(result, str | Answer):
+        return [], None
+    if isinstance(result, str | Answer | Handoff):
         result = [result]
-    return [Answer(item) if isinstance(item, str) else item for item in result]
+    answers = [
+        Answer(item) if isinstance(item, str) else item for item in result if not isinstance(item, Handoff)
+    ]
+    handoffs = [item for item in result if isinstance(item, Handoff)]
+    return answers, handoffs[-1] if handoffs else None
+
+
+def _origin(value: str) -> Literal["member", "hub", "bot"]:
+    return "hub" if value == "hub" else "bot" if value == "bot" else "member"

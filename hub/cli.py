@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,11 @@ def cmd_brand_run(args: argparse.Namespace) -> int:
         args.broker, ca_file=args.broker_ca, cert_file=args.broker_cert, key_file=args.broker_key
     )
     state = Path(args.state) if args.state else default_data_dir() / "brands" / f"{args.adapter}.db"
-    asyncio.run(run_adapter(args.adapter, broker, state))
+    if args.desk_port is not None and not args.desk_agents:
+        print("foyer brand run: --desk-port needs --desk-agents FILE (see docs/desk.md)", file=sys.stderr)
+        return 2
+    agents = Path(args.desk_agents) if args.desk_agents else None
+    asyncio.run(run_adapter(args.adapter, broker, state, desk_port=args.desk_port, desk_agents=agents))
     return 0
 
 
@@ -257,6 +262,61 @@ def cmd_stats(args: argparse.Namespace) -> int:
             f"{row['needed_human'] * 100:.0f} %",
         )
     Console().print(table)
+    return 0
+
+
+def cmd_knows(args: argparse.Namespace) -> int:
+    """What does this brand know about us: every datum disclosed, when and under which consent."""
+    with _client(args.url) as client:
+        response = client.get(f"/api/brands/{args.brand}/knows")
+    if response.is_error:
+        return _fail(response)
+    data = response.json()
+    if not data["entries"]:
+        print(f"{args.brand} ne sait rien de vous (aucune donnée transmise) / knows nothing about you")
+    for entry in data["entries"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["ts"] / 1000))
+        value = entry["value"] if entry["value"] is not None else "(effacé / erased)"
+        print(f"{when}  {entry['op']:8} {entry['scope']:15} {value}  [{entry['basis']}]")
+    forget = data["forget"]
+    if forget.get("request"):
+        state = "oubliée" if forget.get("forgotten_at") else "demande d'oubli en cours"
+        print(f"oubli / forget: {state}")
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """Prove the ledger of disclosures is intact (its hash chain)."""
+    with _client(args.url) as client:
+        response = client.get("/api/ledger/verify")
+    if response.is_error:
+        return _fail(response)
+    result = response.json()
+    if result["ok"]:
+        print(f"registre intact / ledger intact ({result['checked']} entrées)")
+        return 0
+    print(f"REGISTRE ALTÉRÉ / LEDGER TAMPERED at entry {result['first_bad_seq']}: {result['reason']}")
+    return 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Everything the hub holds for the household, as one JSON file."""
+    with _client(args.url) as client:
+        response = client.get("/api/export")
+    if response.is_error:
+        return _fail(response)
+    Path(args.file).write_bytes(response.content)
+    print(f"export written to {args.file}")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase a brand here and ask it to forget the household (re-sent until it answers)."""
+    with _client(args.url) as client:
+        response = client.post(f"/api/brands/{args.brand}/erase")
+    if response.is_error:
+        return _fail(response)
+    print(f"{args.brand}: effacée ici ; demande d'oubli envoyée / erased here; forget request sent")
     return 0
 
 
@@ -359,6 +419,8 @@ def _add_server_commands(sub: Any) -> None:
     run.add_argument("--broker-cert")
     run.add_argument("--broker-key")
     run.add_argument("--state", help="the adapter's SQLite state file")
+    run.add_argument("--desk-port", type=int, help="also serve the human desk on http://127.0.0.1:PORT/desk")
+    run.add_argument("--desk-agents", help="the desk's agents file (JSON; see docs/desk.md)")
     run.set_defaults(func=cmd_brand_run)
     listing = brand.add_parser("list", help="registered brand adapters")
     listing.set_defaults(func=cmd_brand_list)
@@ -385,6 +447,10 @@ def _parser() -> argparse.ArgumentParser:
         ("login", cmd_login, "pair this terminal with a code from the hub"),
         ("devices", cmd_devices, "paired devices; revoke one (admin)"),
         ("stats", cmd_stats, "how brands treat us: response times, humans, satisfaction"),
+        ("knows", cmd_knows, "what a brand knows about us (the ledger)"),
+        ("ledger", cmd_ledger, "verify the ledger of disclosures"),
+        ("export", cmd_export, "export everything the hub holds, as JSON"),
+        ("erase", cmd_erase, "erase a brand and ask it to forget us"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("--url", default=os.environ.get("FOYER_URL", DEFAULT_URL))
@@ -395,6 +461,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.choices["brands"].add_argument("brand", nargs="?")
     sub.choices["login"].add_argument("code", help="the code `foyer pair` showed")
+    sub.choices["knows"].add_argument("brand")
+    sub.choices["erase"].add_argument("brand")
+    sub.choices["export"].add_argument("file", help="where to write the JSON export")
+    sub.choices["ledger"].add_argument("action", choices=["verify"])
     sub.choices["login"].add_argument("--name", default=f"terminal {os.uname().nodename}")
     sub.choices["devices"].add_argument("action", nargs="?", default="list", choices=["list", "revoke"])
     sub.choices["devices"].add_argument("device", nargs="?")

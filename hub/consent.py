@@ -106,8 +106,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -116,6 +115,7 @@ import nacl.signing
 
 from hub.crypto import Identity, PublicKeys, b64decode, b64encode, canonical_json
 from hub.protocol import SCOPES, Manifest, ScopeRequest, check_id, new_id, now_ms
+from hub.sqlite import atomic as _atomic
 
 __all__ = [
     "ANSWERS",
@@ -204,29 +204,6 @@ def _check_scopes(scopes: Iterable[str]) -> list[str]:
     if unknown:
         raise ValueError(f"scope {unknown[0]!r} is unknown; expected one of {', '.join(SCOPES)}")
     return chosen
-
-
-@contextmanager
-def _atomic(conn: sqlite3.Connection) -> Iterator[None]:
-    """Join the caller's transaction (savepoint) or run in our own ``BEGIN IMMEDIATE`` one."""
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT foyer_consent")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO foyer_consent")
-            conn.execute("RELEASE foyer_consent")
-            raise
-        conn.execute("RELEASE foyer_consent")
-    else:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
 
 # --- records ----------------------------------------------------------------------------------

@@ -14,13 +14,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 from hub.errors import PairingFailed, Unauthorized
 from hub.protocol import new_id, now_ms
+from hub.sqlite import atomic
 
 __all__ = ["CODE_ALPHABET", "Device", "Devices", "Role"]
 
@@ -98,7 +97,7 @@ class Devices:
         ).fetchone()[0]
         if recent >= MAX_FAILURES:
             raise PairingFailed("too many wrong pairing codes: pairing is paused for a few minutes")
-        with self._immediate():
+        with atomic(self._conn):
             row = self._conn.execute(
                 "SELECT role, expires_at, used_at FROM pairing_codes WHERE code_hash = ?",
                 (_digest(_normalize_code(code)),),
@@ -128,16 +127,6 @@ class Devices:
         if problem is not None:
             raise PairingFailed(f"{problem}: ask the hub for a new one (foyer pair)")
         return device, token
-
-    @contextmanager
-    def _immediate(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def authenticate(self, token: str | None) -> Device:
         """The device holding ``token``; :class:`Unauthorized` if there is none or it was revoked."""

@@ -85,13 +85,13 @@ import hashlib
 import re
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from hub.crypto import canonical_json
 from hub.protocol import check_id, now_ms
+from hub.sqlite import atomic as _atomic
 
 if TYPE_CHECKING:
     from hub.privacy import Finding
@@ -148,29 +148,6 @@ _COLUMNS = (
     "seq, ts, op, brand_id, member, scope, kind, basis, envelope_id, value, nonce, value_digest,"
     " erased_at, prev_hash, hash"
 )
-
-
-@contextmanager
-def _atomic(conn: sqlite3.Connection) -> Iterator[bool]:
-    """Join the caller's transaction (savepoint) or run our own; yields whether we own it."""
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT foyer_ledger")
-        try:
-            yield False
-        except BaseException:
-            conn.execute("ROLLBACK TO foyer_ledger")
-            conn.execute("RELEASE foyer_ledger")
-            raise
-        conn.execute("RELEASE foyer_ledger")
-    else:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield True
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
 
 # --- hashing ----------------------------------------------------------------------------------

@@ -15,13 +15,12 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from hub.errors import BrokerError, FoyerError
 from hub.protocol import now_ms
 
-__all__ = ["Outbox", "OutboxItem", "Publisher", "connect_sqlite", "pump"]
+__all__ = ["Outbox", "OutboxItem", "Publisher", "pump"]
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +36,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at);
 """
-
-
-def connect_sqlite(path: Path | str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
-    """Open a SQLite file in WAL mode, the way every Foyer store does.
-
-    With WAL, ``synchronous=NORMAL`` survives a killed process (every commit is in
-    the WAL before ``commit`` returns); ``FULL`` also survives a power cut, at the
-    cost of an fsync per commit.
-    """
-    if synchronous.upper() not in ("NORMAL", "FULL"):
-        raise ValueError(f"synchronous={synchronous!r}: expected NORMAL or FULL")
-    if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from hub.protocol import Category, check_id, new_id, now_ms
+from hub.sqlite import atomic as _atomic
 
 __all__ = [
     "ACTIONS",
@@ -134,29 +134,6 @@ _SCHEMA = (
         PRIMARY KEY (brand_id, category, action, month)
     )""",
 )
-
-
-@contextmanager
-def _atomic(conn: sqlite3.Connection) -> Iterator[None]:
-    """Join the caller's transaction (savepoint) or run in our own ``BEGIN IMMEDIATE`` one."""
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT foyer_policy")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO foyer_policy")
-            conn.execute("RELEASE foyer_policy")
-            raise
-        conn.execute("RELEASE foyer_policy")
-    else:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
 
 def _check_member(member: str) -> str:

@@ -19,8 +19,9 @@ from typing import Any, Self
 from hub.crypto import PublicKeys, ReplayGuard
 from hub.devices import Devices
 from hub.errors import UnknownConversation
-from hub.outbox import Outbox, connect_sqlite
+from hub.outbox import Outbox
 from hub.protocol import Manifest, new_id, now_ms
+from hub.sqlite import atomic, connect_sqlite
 
 __all__ = ["BrandRow", "MessageRow", "Store"]
 
@@ -155,7 +156,6 @@ class Store:
         self.outbox = Outbox(self._conn)
         self.devices = Devices(self._conn)
         self._brands: dict[str, BrandRow] = {}
-        self._savepoints = 0
         self._load_brands()
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()
         self._seq = int(row[0])
@@ -199,26 +199,11 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic unit; inside another one it becomes a savepoint of it."""
-        if self._conn.in_transaction:
-            self._savepoints += 1
-            name = f"foyer_sp{self._savepoints}"
-            self._conn.execute(f"SAVEPOINT {name}")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute(f"ROLLBACK TO {name}")
-                self._conn.execute(f"RELEASE {name}")
-                raise
-            self._conn.execute(f"RELEASE {name}")
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self._conn
-            self._conn.execute("COMMIT")
+            with atomic(self._conn):
+                yield self._conn
         except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            self._load_brands()
+            self._load_brands()  # the in-memory brands follow what was rolled back
             raise
 
     def _next_seq(self) -> int:

@@ -28,9 +28,9 @@ from hub.consent import (
     verify_receipt,
 )
 from hub.crypto import Identity, b64decode, b64encode, canonical_json
-from hub.outbox import connect_sqlite
 from hub.privacy import gate
 from hub.protocol import Manifest, now_ms
+from hub.sqlite import connect_sqlite
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from hub.ledger import GENESIS, Ledger, entry_hash, mask_hint, value_digest
-from hub.outbox import connect_sqlite
 from hub.privacy import gate
+from hub.sqlite import connect_sqlite
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 RECEIPT = "0192f0c4-1c2b-7d3e-8f40-123456789abc"

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.outbox import connect_sqlite
 from hub.policy import CATEGORIES, Decision, NotificationPolicy, QuietHours, count_sentence
+from hub.sqlite import connect_sqlite
 
 PARIS = ZoneInfo("Europe/Paris")
 MINUTE = 60_000
