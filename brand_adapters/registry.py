@@ -32,10 +32,11 @@ ADAPTERS: dict[str, str] = {
     "sportissimo": "brand_adapters.sportissimo",
     "energie_claire": "brand_adapters.energie_claire",
     "instant": "brand_adapters.instant",
+    "offhours": "brand_adapters.offhours",
 }
 
 DEMO_BRANDS: tuple[str, ...] = ("sportissimo", "energie_claire")
-TEST_BRANDS: frozenset[str] = frozenset({"instant"})  # in the directory only when asked for
+TEST_BRANDS: frozenset[str] = frozenset({"instant", "offhours"})  # in the directory only when asked for
 
 
 class Adapter(Protocol):

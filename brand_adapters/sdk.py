@@ -59,9 +59,13 @@ from hub.mqtt import BrokerSettings, MqttLink
 from hub.outbox import Outbox, OutboxItem, pump
 from hub.protocol import (
     Author,
+    DataRequestBody,
+    DataResponseBody,
     Envelope,
     ErrorBody,
     FeedbackBody,
+    ForgetBody,
+    ForgottenBody,
     HandoffBody,
     IdeaBody,
     Manifest,
@@ -79,7 +83,18 @@ from hub.protocol import (
 from hub.sqlite import connect_sqlite
 from hub.wire import Wire
 
-__all__ = ["Answer", "BrandApp", "DeskListener", "Handoff", "Incoming", "MessageHandler"]
+__all__ = [
+    "Answer",
+    "AskData",
+    "BrandApp",
+    "DataAnswer",
+    "DataHandler",
+    "DeskListener",
+    "HandlerResult",
+    "Handoff",
+    "Incoming",
+    "MessageHandler",
+]
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +159,43 @@ class Handoff:
     lang: Lang | None = None
 
 
-HandlerResult = str | Answer | Handoff | Sequence[str | Answer | Handoff] | None
+@dataclass(frozen=True)
+class AskData:
+    """Return this from a handler to ask the member for a datum (``scope``), saying why.
+
+    The hub asks the member (once / always / no); the answer comes back to the
+    ``@app.on_data`` handler as a :class:`DataAnswer`.
+    """
+
+    scope: Literal[
+        "first_name",
+        "full_name",
+        "email",
+        "phone",
+        "postal_address",
+        "customer_number",
+        "order_history",
+        "location",
+        "satisfaction",
+    ]
+    purpose: str
+
+
+@dataclass
+class DataAnswer:
+    """The member's answer to an :class:`AskData`: ``value`` is None when they said no."""
+
+    hub_id: str
+    conversation: str
+    scope: str
+    granted: bool
+    value: str | None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+HandlerResult = str | Answer | Handoff | AskData | Sequence[str | Answer | Handoff | AskData] | None
 MessageHandler = Callable[[Incoming], Awaitable[HandlerResult]]
+DataHandler = Callable[[DataAnswer], Awaitable[HandlerResult]]
 DeskListener = Callable[[DeskEvent], None]
 """Called (on the event loop) with each change at the desk: see :class:`DeskEvent`."""
 
@@ -181,6 +231,7 @@ class BrandApp:
         self._state_path = state_path
         self._client_id = client_id or f"foyer-brand-{manifest.id}"
         self._handler: MessageHandler | None = None
+        self._data_handler: DataHandler | None = None
         self._conn = connect_sqlite(state_path)
         self._conn.executescript(SDK_SCHEMA)
         self._outbox = Outbox(self._conn)
@@ -201,6 +252,11 @@ class BrandApp:
         self.errors_received: deque[ErrorBody] = deque(maxlen=100)
 
     # --- public API ------------------------------------------------------------------------
+
+    def on_data(self, handler: DataHandler) -> DataHandler:
+        """Register the coroutine that gets the member's answers to :class:`AskData` (decorator)."""
+        self._data_handler = handler
+        return handler
 
     def on_message(self, handler: MessageHandler) -> MessageHandler:
         """Register the coroutine that answers household messages (decorator)."""
@@ -520,6 +576,10 @@ class BrandApp:
                 await self._receive_handoff(envelope, handoff)
             case FeedbackBody() | IdeaBody():
                 await self._receive_opinion(envelope)
+            case DataResponseBody() as answer:
+                await self._receive_data(envelope, answer)
+            case ForgetBody():
+                await self._forget(envelope)
             case ReceiptBody():
                 if envelope.ref:
                     self._outbox.ack(envelope.ref, hub_id)
@@ -669,6 +729,87 @@ class BrandApp:
             self._emit(DeskEvent(kind, envelope.conversation, getattr(body, "text", None)))
         await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
 
+    def _ask_envelope(self, hub_id: str, conversation: str, ask: AskData, lang: Lang) -> Envelope:
+        return Envelope(
+            type="data_request",
+            sender=self.brand_id,
+            recipient=hub_id,
+            conversation=conversation,
+            body=DataRequestBody(scope=ask.scope, purpose=ask.purpose[:300], lang=lang),
+        )
+
+    async def _receive_data(self, envelope: Envelope, answer: DataResponseBody) -> None:
+        """The member's answer to a data request: once, to the ``on_data`` handler."""
+        with self._transaction():
+            noted = self._note(envelope)
+        await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
+        if not noted or envelope.conversation is None or self._data_handler is None:
+            return
+        conversation = envelope.conversation
+        row = self._conn.execute(
+            "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
+        ).fetchone()
+        data = DataAnswer(
+            envelope.sender,
+            conversation,
+            answer.scope,
+            answer.granted,
+            answer.value,
+            json.loads(row["state"]) if row else {},
+        )
+        incoming = Incoming(
+            id=envelope.id,
+            hub_id=envelope.sender,
+            conversation=conversation,
+            text="",
+            lang="fr",
+            data={},
+            state=data.state,
+        )
+        try:
+            answers, _, asks = _split(await self._data_handler(data))
+        except Exception:  # a bot bug must not lose the conversation
+            log.exception("data handler failed on %s", envelope.id)
+            answers, asks = [], []
+        replies = [self._reply_envelope(incoming, a) for a in answers]
+        replies += [self._ask_envelope(envelope.sender, conversation, ask, "fr") for ask in asks]
+        with self._transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state) VALUES (?,?,?)",
+                (conversation, envelope.sender, json.dumps(data.state)),
+            )
+            for reply in replies:
+                self._outbox.add(reply.id, reply.recipient or "", _hub_topic(self, reply), encode(reply))
+        self._wake.set()
+
+    async def _forget(self, envelope: Envelope) -> None:
+        """The household erased this brand: erase everything about that hub, then say so."""
+        hub_id = envelope.sender
+        with self._transaction():
+            erased = sum(
+                self._conn.execute(statement, (hub_id,)).rowcount
+                for statement in (
+                    "DELETE FROM seen WHERE hub_id = ?",
+                    "DELETE FROM conversation_state WHERE hub_id = ?",
+                    "DELETE FROM outbox WHERE peer = ?",
+                    "DELETE FROM desk_lines WHERE conversation IN"
+                    " (SELECT conversation FROM desk_conversations WHERE hub_id = ?)",
+                    "DELETE FROM desk_conversations WHERE hub_id = ?",
+                    "DELETE FROM desk_callbacks WHERE hub_id = ?",
+                    "DELETE FROM opinions WHERE hub_id = ?",
+                )
+            )
+            done = Envelope(
+                type="forgotten",
+                sender=self.brand_id,
+                recipient=hub_id,
+                ref=envelope.id,
+                body=ForgottenBody(erased=erased),
+            )
+            self._outbox.add(done.id, hub_id, _hub_topic(self, done), encode(done))
+        log.info("forgot hub %s (%d records), as it asked", hub_id, erased)
+        self._wake.set()
+
     def _note(self, envelope: Envelope) -> bool:
         """Remember a hub envelope that is applied when stored; False if it was already."""
         return bool(
@@ -722,8 +863,9 @@ class BrandApp:
             return
         handoff: Handoff | None = None
         try:
-            answers, handoff = _split(await handler(incoming))
+            answers, handoff, asks = _split(await handler(incoming))
             replies = [self._reply_envelope(incoming, answer) for answer in answers]
+            replies += [self._ask_envelope(incoming.hub_id, conversation, ask, incoming.lang) for ask in asks]
         except Exception:  # a bot bug, or an answer the protocol refuses: apologise, never go silent
             log.exception("handler failed on message %s", envelope.id)
             apology = (
@@ -896,17 +1038,18 @@ def _hub_topic(app: BrandApp, envelope: Envelope) -> str:
     return Topics.to_hub(envelope.recipient, app.brand_id)
 
 
-def _split(result: HandlerResult) -> tuple[list[Answer], Handoff | None]:
-    """A handler's answers, and the hand-off it asked for (the last one, if several)."""
+def _split(result: HandlerResult) -> tuple[list[Answer], Handoff | None, list[AskData]]:
+    """A handler's answers, the hand-off it asked for (the last one), and its data requests."""
     if result is None:
-        return [], None
-    if isinstance(result, str | Answer | Handoff):
+        return [], None, []
+    if isinstance(result, str | Answer | Handoff | AskData):
         result = [result]
     answers = [
-        Answer(item) if isinstance(item, str) else item for item in result if not isinstance(item, Handoff)
+        Answer(item) if isinstance(item, str) else item for item in result if isinstance(item, str | Answer)
     ]
     handoffs = [item for item in result if isinstance(item, Handoff)]
-    return answers, handoffs[-1] if handoffs else None
+    asks = [item for item in result if isinstance(item, AskData)]
+    return answers, handoffs[-1] if handoffs else None, asks
 
 
 def _origin(value: str) -> Literal["member", "hub", "bot"]:

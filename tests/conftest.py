@@ -127,6 +127,7 @@ class BrandRunner:
     broker: Broker
     tmp_path: Path
     proc: Proc | None = None
+    desk_port: int | None = None
 
     @property
     def state(self) -> Path:
@@ -135,6 +136,9 @@ class BrandRunner:
     def start(self) -> BrandRunner:
         args = python_cmd("brand", "run", self.adapter, "--broker", self.broker.url,
                           "--state", str(self.state))
+        if self.desk_port is not None:  # the demo agent Léa (login lea, password demo)
+            agents = Path(__file__).parent.parent / "brand_adapters" / "sportissimo" / "agents.json"
+            args += ["--desk-port", str(self.desk_port), "--desk-agents", str(agents)]
         self.proc = Proc(f"brand-{self.adapter}", args, self.tmp_path / f"brand-{self.adapter}.log")
         self.proc.start()
         return self
