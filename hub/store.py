@@ -395,7 +395,7 @@ class Store:
     def conversations(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT c.id, c.brand_id, c.kind, c.state, c.created_at, c.updated_at,"
-            " (SELECT text FROM messages m WHERE m.conversation_id = c.id"
+            " (SELECT text FROM messages m WHERE m.conversation_id = c.id AND m.direction != 'hub'"
             "  ORDER BY m.created_at DESC, m.rowid DESC LIMIT 1) AS last_text,"
             " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages"
             " FROM conversations c ORDER BY c.updated_at DESC LIMIT ?",

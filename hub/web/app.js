@@ -285,7 +285,7 @@ async function closeConversation() {
 function renderTalk() {
   const list = el("ul", { class: "convlist", "aria-label": t("conversations") });
   list.append(el("li", {}, el("button", { type: "button", onclick: () => { state.current = null; render(); } },
-    `＋ ${t("new_conv")}`)));
+    `+ ${t("new_conv")}`)));
   for (const conversation of state.conversations.filter((c) => c.kind === "chat")) {
     list.append(el("li", {}, el("button", { type: "button", "aria-current": String(state.current?.id === conversation.id),
       onclick: () => openConversation(conversation.id) },
