@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from brand_adapters.registry import DEMO_BRANDS, load_manifest
+from brand_adapters.registry import DEMO_BRANDS, adapter_dir, load_manifest
 from hub.api import create_app
 from hub.broker import EmbeddedBroker, free_port
 from hub.cli import _serve, save_token
@@ -38,23 +38,25 @@ async def run_demo(*, port: int = 8765, broker_port: int = 1883, data_dir: Path 
             auto_opt_in=list(DEMO_BRANDS),
             api_port=port,
         )
-        brands = [
-            subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter, fixed arguments; no wait
-                [
-                    sys.executable,
-                    "-m",
-                    "hub",
-                    "brand",
-                    "run",
-                    brand_id,
-                    "--broker",
-                    broker.settings.url,
-                    "--state",
-                    str(data_dir / f"brand-{brand_id}.db"),
-                ],
-            )
-            for brand_id in DEMO_BRANDS
-        ]
+        desk_port = _pick("Sportissimo's desk", 8780)
+        agents = adapter_dir("sportissimo") / "agents.json"
+        brands = []
+        for brand_id in DEMO_BRANDS:
+            args = [
+                sys.executable,
+                "-m",
+                "hub",
+                "brand",
+                "run",
+                brand_id,
+                "--broker",
+                broker.settings.url,
+                "--state",
+                str(data_dir / f"brand-{brand_id}.db"),
+            ]
+            if brand_id == "sportissimo":  # its people have a desk in the demo
+                args += ["--desk-port", str(desk_port), "--desk-agents", str(agents)]
+            brands.append(subprocess.Popen(args))  # noqa: S603, ASYNC220 - our interpreter; no wait
         names = ", ".join(load_manifest(b).name for b in DEMO_BRANDS)
         url = f"http://127.0.0.1:{port}"
         with Store(settings.database) as store:  # pair this terminal, and offer a code for another device
@@ -64,9 +66,11 @@ async def run_demo(*, port: int = 8765, broker_port: int = 1883, data_dir: Path 
         print(
             f"""
 Foyer demo is running.
+  web app        {url}/  (pair your browser with the code below)
   hub API        {url}  (OpenAPI: {url}/docs)
   MQTT broker    {broker.settings.url}  (embedded)
   demo brands    {names} (the household is opted in)
+  human desk     http://127.0.0.1:{desk_port}/desk  (Sportissimo's agents: login lea, password demo)
   data           {data_dir}
 
 Talk to it:      foyer chat --url {url}   (this user is paired as admin: {tokens})
