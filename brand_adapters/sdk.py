@@ -53,8 +53,16 @@ from brand_adapters.desk.state import (
     Feedback,
     Idea,
 )
-from hub.crypto import BadSignature, Header, Identity, PublicKeys, ReplayGuard, UnknownKey
-from hub.errors import BrokerError, ManifestError, ProtocolError
+from hub.crypto import (
+    BadSignature,
+    Header,
+    Identity,
+    PublicKeys,
+    ReplayGuard,
+    UnknownKey,
+    verify_rotation,
+)
+from hub.errors import BrokerError, FoyerError, ManifestError, ProtocolError
 from hub.mqtt import BrokerSettings, MqttLink
 from hub.outbox import Outbox, OutboxItem, pump
 from hub.protocol import (
@@ -557,8 +565,8 @@ class BrandApp:
         if envelope.sender != hub_id:
             log.warning("refused: envelope says sender %r on hub %r's topic", envelope.sender, hub_id)
             return
-        if envelope.keys and self._hub_keys(hub_id) is None:
-            self._pin_hub(hub_id, envelope.keys)
+        if envelope.keys and self._keys_of(hub_id, envelope.keys) != self._hub_keys(hub_id):
+            self._pin_hub(hub_id, envelope.keys)  # first contact, or a proven rotation
         if envelope.type != "receipt":
             try:
                 self._replay.check(Header.of(envelope))
@@ -938,19 +946,29 @@ class BrandApp:
         return PublicKeys.from_dict(json.loads(row["keys"])) if row else None
 
     def _keys_of(self, hub_id: str, carried: dict[str, str] | None) -> PublicKeys | None:
-        """The hub's pinned keys; at first contact, the keys its envelope carries (trust on first use)."""
+        """The hub's pinned keys; at first contact, the keys its envelope carries (trust on first use).
+
+        New keys replace the pinned ones only with a rotation proof signed by the pinned keys.
+        """
         pinned = self._hub_keys(hub_id)
-        if pinned is not None or not carried:
-            return pinned
         try:
-            return PublicKeys.from_dict(carried)
-        except (KeyError, ValueError, TypeError):
-            return None
+            announced = PublicKeys.from_dict(carried) if carried else None
+        except (FoyerError, KeyError, ValueError, TypeError):
+            announced = None
+        if pinned is None or announced is None or announced == pinned:
+            return pinned or announced
+        proof = (carried or {}).get("proof")
+        if proof and verify_rotation(pinned, announced, proof):
+            return announced  # pinned (re-pinned) once the envelope verifies
+        log.warning(
+            "hub %s announced keys %s without a valid rotation proof", hub_id, announced.fingerprint()
+        )
+        return pinned
 
     def _pin_hub(self, hub_id: str, keys: dict[str, str]) -> None:
         public = PublicKeys.from_dict(keys)
         self._conn.execute(
-            "INSERT OR IGNORE INTO hub_keys (hub_id, keys, pinned_at) VALUES (?,?,?)",
+            "INSERT OR REPLACE INTO hub_keys (hub_id, keys, pinned_at) VALUES (?,?,?)",
             (hub_id, json.dumps(public.as_dict()), now_ms()),
         )
         log.info("pinned the keys of hub %s: %s", hub_id, public.fingerprint())

@@ -320,6 +320,22 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """On the hub: show its key fingerprint, or rotate its keys (then restart the hub)."""
+    from hub.crypto import Identity
+    from hub.settings import get_settings
+
+    settings = get_settings(**_hub_overrides(args))
+    if args.action == "rotate":
+        identity = Identity.rotate(settings.keys_path)
+        print(f"nouvelles clés / new keys: {identity.public().fingerprint()}")
+        print("Redémarrez le hub : les marques les accepteront grâce à la preuve signée par les anciennes.")
+        print("Restart the hub: brands accept them through the proof signed by the old keys.")
+    else:
+        print(Identity.load_or_create(settings.keys_path).public().fingerprint())
+    return 0
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
     """On the hub itself: print a one-time pairing code (whoever can read the database is the owner)."""
     from hub.settings import get_settings
@@ -439,6 +455,12 @@ def _parser() -> argparse.ArgumentParser:
     pair.add_argument("--data-dir", help="the hub's data directory")
     pair.add_argument("--quiet", action="store_true", help="print the code only")
     pair.set_defaults(func=cmd_pair)
+
+    keys = sub.add_parser("keys", help="on the hub: its key fingerprint, or rotate its keys")
+    keys.add_argument("action", nargs="?", default="show", choices=["show", "rotate"])
+    keys.add_argument("--db", dest="db_path", help="the hub's SQLite file")
+    keys.add_argument("--data-dir", help="the hub's data directory")
+    keys.set_defaults(func=cmd_keys)
 
     for name, func, text in (
         ("chat", cmd_chat, "talk to your brands in the terminal"),

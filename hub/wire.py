@@ -64,6 +64,10 @@ class Wire:
     def __init__(self, me: Identity) -> None:
         self.me = me
         self.public = me.public()
+        # After a rotation, the keys we announce carry the proof that the old keys vouch for them.
+        self._announced = self.public.as_dict()
+        if me.previous_public() is not None:
+            self._announced["proof"] = me.rotation_proof()
 
     def encode(self, envelope: Envelope, recipient: PublicKeys | None, *, with_keys: bool = False) -> bytes:
         """The wire bytes of ``envelope``; :class:`UnknownKey` if it must be sealed and we have no key."""
@@ -83,7 +87,7 @@ class Wire:
             raw["body"] = json.loads(body)
             raw["sig"] = sign_only(body, header, self.me)
         if with_keys:
-            raw["keys"] = self.public.as_dict()
+            raw["keys"] = dict(self._announced)
         payload = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLarge(

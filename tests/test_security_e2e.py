@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -11,7 +12,7 @@ from hub.crypto import Identity
 from hub.protocol import Author, Envelope, ReplyBody, Topics
 from hub.wire import Wire
 from tests.conftest import BrandRunner, HubRunner
-from tests.factories import RawMqtt, wait_for
+from tests.factories import RawMqtt, python_cmd, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -53,8 +54,13 @@ def test_an_impostor_without_the_brands_key_cannot_speak_for_it(
     client.wait_reply(sent["conversation"])
     hub_keys = Identity.load(hub_runner.data_dir / "hub.keys.json").public()
     impostor = Wire(Identity.generate())
-    fake = Envelope(type="reply", sender="instant", recipient="test-home", conversation=sent["conversation"],
-                    body=ReplyBody(text="Payez ici : http://arnaque.example", author=Author(name="Faux")))
+    fake = Envelope(
+        type="reply",
+        sender="instant",
+        recipient="test-home",
+        conversation=sent["conversation"],
+        body=ReplyBody(text="Payez ici : http://arnaque.example", author=Author(name="Faux")),
+    )
     rogue = RawMqtt(hub_runner.broker.port, "impostor")
     try:
         rogue.subscribe(Topics.to_brand("instant", "test-home"))
@@ -65,3 +71,33 @@ def test_an_impostor_without_the_brands_key_cannot_speak_for_it(
     texts = [m["text"] for m in client.replies(sent["conversation"])]
     assert texts == ["reçu #1: bonjour"]
     assert not any(x.get("type") == "error" for x in rogue.envelopes())  # a forgery gets no answer
+
+
+@pytest.mark.parametrize("broker", ["embedded"], indirect=True)
+def test_the_hub_rotates_its_keys_and_conversations_go_on(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
+) -> None:
+    hub_runner.opt_in = ["instant"]
+    client = hub_runner.start()
+    brands("instant").start()
+    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    first = client.send("avant la rotation", brand="instant").json()
+    client.wait_reply(first["conversation"])
+    old = client.health()["hub_keys"]
+    hub_runner.stop()
+    rotated = subprocess.run(
+        python_cmd("keys", "rotate", "--data-dir", str(hub_runner.data_dir)),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert "new keys" in rotated.stdout
+    key_file = hub_runner.data_dir / "hub.keys.json"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    client = hub_runner.start()
+    assert client.health()["hub_keys"] != old
+    wait_for(lambda: client.brand("instant")["online"], 20, "instant online again")
+    client.send("après la rotation", conversation=first["conversation"])
+    replies = client.wait_reply(first["conversation"], count=2, timeout=20)
+    assert replies[1]["text"] == "reçu #2: après la rotation"  # same conversation, new keys
