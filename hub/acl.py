@@ -121,6 +121,7 @@ Access = Literal["read", "write", "readwrite"]
 class NetworkError(ValueError):
     """A network description (or a hub database, or a command line) that cannot be used."""
 
+
 PBKDF2_ITERATIONS = 101
 """What ``mosquitto_passwd`` 2.0 uses (``$7$101$...``)."""
 SALT_BYTES = 12
@@ -183,7 +184,7 @@ class Network:
                 or not isinstance(opt_in, list)
                 or not all(isinstance(b, str) for b in opt_in)
             ):
-                raise NetworkError(f"{source}: hub {hub_id!r} must be {{\"opt_in\": [brand ids]}}")
+                raise NetworkError(f'{source}: hub {hub_id!r} must be {{"opt_in": [brand ids]}}')
             hubs[hub_id] = HubEntry(opt_in=list(opt_in))
         try:
             return cls(hubs=hubs, brands=list(brands_raw))
@@ -440,8 +441,11 @@ def _configure(args: argparse.Namespace) -> tuple[Network, dict[str, Path]]:
         raise NetworkError("TLS needs --tls-cert and --tls-key together (--tls-ca is optional)")
     tls = None
     if args.tls_cert is not None:
-        for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
-                             ("--tls-ca", args.tls_ca)):
+        for option, path in (
+            ("--tls-cert", args.tls_cert),
+            ("--tls-key", args.tls_key),
+            ("--tls-ca", args.tls_ca),
+        ):
             if path is not None and not Path(path).is_file():
                 raise NetworkError(f"{option} {path}: no such file")
         tls = TlsFiles(certfile=args.tls_cert, keyfile=args.tls_key, cafile=args.tls_ca)
@@ -452,8 +456,9 @@ def _configure(args: argparse.Namespace) -> tuple[Network, dict[str, Path]]:
         network = load_network(args.network)
     else:
         network = network_from_hub_db(args.hub_db, args.hub_id)
-    paths = write_mosquitto_config(network, args.out, port, tls, host=args.host, user=args.user,
-                                   rotate=args.rotate)
+    paths = write_mosquitto_config(
+        network, args.out, port, tls, host=args.host, user=args.user, rotate=args.rotate
+    )
     return network, paths
 
 
