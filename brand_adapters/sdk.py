@@ -567,7 +567,9 @@ class BrandApp:
             return
         if envelope.keys and self._keys_of(hub_id, envelope.keys) != self._hub_keys(hub_id):
             self._pin_hub(hub_id, envelope.keys)  # first contact, or a proven rotation
-        if envelope.type != "receipt":
+        if envelope.type not in ("receipt", "error", "forget"):
+            # A forget may be re-sent for weeks with its first timestamp: always honour it.
+            # An error is never answered with an error.
             try:
                 self._replay.check(Header.of(envelope))
             except ProtocolError as err:

@@ -300,6 +300,9 @@ class Hub:
         brand = self.brand(brand_id)
         with self.store.transaction():
             erased = self.store.erase_brand(brand_id)
+            for key, raw in self.store.meta_items("data_request:"):  # pending questions go too
+                if json.loads(raw).get("brand") == brand_id:
+                    self.store.delete_meta(key)
             self.store.set_opt_in(brand_id, False)
             erased += self.ledger.erase_brand(brand_id)
             forget = Envelope(
@@ -997,7 +1000,7 @@ class Hub:
     def _on_duplicate(self, brand: BrandRow, envelope: Envelope) -> None:
         """An envelope already accepted: its sender missed our receipt (or someone replays it)."""
         self.refused["replayed"] += 1
-        if envelope.type in ("reply", "notification", "handoff"):
+        if envelope.type not in ("receipt", "error"):  # everything else is acknowledged again
             self._background(self._send_receipt(brand.id, envelope.id))
 
     async def _accept(self, brand: BrandRow, envelope: Envelope) -> None:
@@ -1045,7 +1048,7 @@ class Hub:
             case _:
                 raise UnknownMessageType(
                     f"a brand may not send {envelope.type!r} to a hub; expected reply, notification,"
-                    " receipt or error"
+                    " handoff, data_request, forgotten, receipt or error"
                 )
 
     def _settle(self, brand_id: str, ref: str, status: str) -> None:

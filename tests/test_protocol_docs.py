@@ -6,9 +6,11 @@ types, limits and defaults. Every example in it and in ``docs/protocol.md`` must
 be accepted by the code: envelopes with a clear body decode, sealed ones have no
 body, and since the examples are made with published example keys, every
 signature must verify and every sealed body must open. Its topics must be the
-ones ``Topics`` builds. The Python program in ``docs/protocol.md`` must sign and
-seal exactly as ``hub.crypto`` does. If the code changes and the docs do not, or
-the other way round, a test here fails.
+ones ``Topics`` builds, and its channels, its examples and the tables of
+``docs/protocol.md`` must agree on which type travels which way. The Python
+program in ``docs/protocol.md`` must sign and seal exactly as ``hub.crypto``
+does. If the code changes and the docs do not, or the other way round, a test
+here fails.
 """
 
 from __future__ import annotations
@@ -205,6 +207,57 @@ def test_operations_use_their_own_channel_messages(asyncapi: dict[str, Any]) -> 
             )
 
 
+def _channel_types(asyncapi: dict[str, Any]) -> dict[str, set[str]]:
+    """The message types each channel carries: ``{"to_brand": {"message", …}, …}``."""
+    return {name: set(channel["messages"]) for name, channel in asyncapi["channels"].items()}
+
+
+def test_every_type_travels_on_a_channel_and_an_operation_uses_it(asyncapi: dict[str, Any]) -> None:
+    channels = _channel_types(asyncapi)
+    assert set().union(*channels.values()) == {*MESSAGE_TYPES, "manifest"}
+    used = {
+        message["$ref"] for operation in asyncapi["operations"].values() for message in operation["messages"]
+    }
+    for name, channel in asyncapi["channels"].items():
+        for key, message in channel["messages"].items():
+            assert message == {"$ref": f"#/components/messages/{key}"}, f"channel {name}: {key}"
+            assert f"#/channels/{name}/messages/{key}" in used, f"no operation uses {key} on {name}"
+
+
+def test_examples_travel_on_a_channel_that_carries_their_type(asyncapi: dict[str, Any]) -> None:
+    """Hubs send on ``to_brand``, brands on ``to_hub`` (presence on ``status``), and every
+    type a channel carries has an example sent on it."""
+    channels = _channel_types(asyncapi)
+    shown: dict[str, set[str]] = {name: set() for name in channels}
+    for message in asyncapi["components"]["messages"].values():
+        for example in message["examples"]:
+            raw = example["payload"]
+            if "v" not in raw:
+                continue
+            if raw["type"] == "presence":
+                channel = "status"
+            else:
+                channel = "to_brand" if raw["sender"] == EXAMPLE_HUB else "to_hub"
+            assert raw["type"] in channels[channel], f"{raw['id']}: {channel} does not carry {raw['type']}"
+            shown[channel].add(raw["type"])
+    for name, types in channels.items():
+        assert types - {"manifest"} <= shown[name], f"give an example of each type sent on {name}"
+
+
+def test_example_summaries_show_the_body_the_example_opens_to(asyncapi: dict[str, Any]) -> None:
+    checked = 0
+    for message in asyncapi["components"]["messages"].values():
+        for example in message["examples"]:
+            found = re.search(r"Opens to (\{.*\})\.$", example.get("summary", ""))
+            if found is None:
+                continue
+            opened = _open_example(json.dumps(example["payload"]).encode())
+            shown = type(opened.body).model_validate(json.loads(found.group(1)))
+            assert shown == opened.body, f"{example['name']}: its summary shows another body"
+            checked += 1
+    assert checked
+
+
 # --- messages and bodies --------------------------------------------------------------------
 
 
@@ -252,6 +305,8 @@ def test_message_payload_selects_the_body_the_code_uses(asyncapi: dict[str, Any]
 
     assert message["examples"], f"{message_type}: give at least one example"
     for example in message["examples"]:
+        missing = set(typed[0]["required"]) - set(example["payload"])
+        assert not missing, f"{message_type} example {example['name']} lacks {missing}, which it requires"
         envelope = _open_example(json.dumps(example["payload"]).encode())
         assert envelope.type == message_type
         body_model = type(envelope.body)
@@ -401,6 +456,60 @@ def test_protocol_md_envelope_examples_decode(protocol_md: str) -> None:
     for block in filter(_is_envelope, _json_blocks(protocol_md)):
         types.add(_open_example(block.encode()).type)
     assert types == set(MESSAGE_TYPES), "give a JSON example of every message type"
+
+
+def _table(markdown: str, header: str) -> list[list[str]]:
+    """The rows of the Markdown table whose header line starts with ``header``, as cells."""
+    lines = markdown.splitlines()
+    [start] = [i for i, line in enumerate(lines) if line.startswith(header)]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    assert rows, f"the table {header!r} is empty"
+    return rows
+
+
+def _code_words(text: str) -> set[str]:
+    return set(re.findall(r"`([a-z_]+)`", text))
+
+
+DIRECTIONS = {
+    "H → B": {"to_brand"},
+    "B → H": {"to_hub"},
+    "both": {"to_brand", "to_hub"},
+    "B → all": {"status"},
+}
+TOPIC_ROWS = {"hub → brand": "to_brand", "brand → hub": "to_hub", "presence": "status"}
+
+
+def test_protocol_md_tables_put_every_type_on_its_channels(
+    protocol_md: str, asyncapi: dict[str, Any]
+) -> None:
+    """§2's topics, §4's ``type``, §5's sealing table and §6's summary agree with asyncapi.yaml."""
+    channels = _channel_types(asyncapi)
+    topics = {row[0]: row[-1] for row in _table(protocol_md, "| channel | topic |")}
+    for label, channel in TOPIC_ROWS.items():
+        assert _code_words(topics[label].split("envelope:", 1)[1]) == channels[channel], f"§2 {label}"
+
+    summary = _table(protocol_md, "| `type` | direction |")
+    assert [row[0].strip("`") for row in summary] == list(MESSAGE_TYPES), "§6: one row per type, in order"
+    for row in summary:
+        kind, direction = row[0].strip("`"), row[1]
+        assert {name for name, types in channels.items() if kind in types} == DIRECTIONS[direction], kind
+        assert row[3].startswith("sealed") == (kind in SEALED_TYPES), f"§6 {kind}: on the wire"
+        assert ("`keys`" in row[3]) == (kind in channels["to_brand"]), f"§6 {kind}: a hub's envelope has keys"
+
+    envelope_fields = _table(protocol_md, "| field | JSON type | required | constraints | meaning |")
+    [type_row] = [row for row in envelope_fields if row[0] == "`type`"]
+    assert _code_words(type_row[3]) == set(MESSAGE_TYPES), "§4: the values of type"
+    sealing = _table(protocol_md, "| `type` | on the wire |")
+    modes = {row[1].split(":")[0]: _code_words(row[0]) for row in sealing}
+    signed = set(MESSAGE_TYPES) - SEALED_TYPES
+    assert modes == {"**sealed and signed**": SEALED_TYPES, "**signed only**": signed}, "§5: what is sealed"
+    [hub_sends] = re.findall(r"Every envelope a hub sends \(([^)]*)\)", protocol_md)
+    assert _code_words(hub_sends) == channels["to_brand"], "§5: what a hub sends carries its keys"
 
 
 def test_protocol_md_sealed_bodies_are_what_the_next_example_seals(protocol_md: str) -> None:
