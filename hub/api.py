@@ -369,6 +369,12 @@ def _consent_routes(app: FastAPI) -> None:
     async def erase_status(request: Request, _: Member, brand_id: str) -> dict[str, Any]:
         return _hub_of(request).forget_status(brand_id)
 
+    @app.get("/api/brands/{brand_id}/categories", tags=["consent"])
+    async def get_categories(request: Request, _: Member, brand_id: str) -> dict[str, Any]:
+        hub = _hub_of(request)
+        hub.brand(brand_id)
+        return {"brand": brand_id, "allowed": hub.policy.allowed(brand_id)}
+
     @app.post("/api/brands/{brand_id}/categories", tags=["consent"])
     async def categories(request: Request, _: Admin, brand_id: str, body: CategoryRequest) -> dict[str, Any]:
         """Allow a category of notifications (marketing is off by default)."""

@@ -71,6 +71,9 @@ def test_a_member_pairs_chooses_a_brand_talks_asks_for_a_person_and_rates(
     card.locator("#scope-sportissimo-postal_address").uncheck()  # …refuse the postal address
     card.get_by_role("button", name="Choisir cette marque").click()
     card.get_by_text("✔ choisie").wait_for()
+    marketing = card.locator("#cat-sportissimo-marketing")
+    marketing.wait_for()
+    assert not marketing.is_checked()  # quiet by default: no advertising unless the household says so
     wait_for(lambda: client.brand("sportissimo")["online"], 20, "sportissimo online")
     shoot(page, "desktop-brands")
 

@@ -26,7 +26,9 @@ const TEXT = {
     forget_pending: "Demande d'oubli envoyée, en attente de sa confirmation…", forget_done: "La marque a confirmé avoir oublié.",
     ledger_ok: "Registre intact", ledger_bad: "Registre altéré !", masked: "Masqué avant l'envoi :", back: "Retour",
     erased: "(effacé)", counts: "Ce mois-ci", data_value: "La donnée à partager", data_once: "Une fois",
-    data_always: "Toujours", data_no: "Non",
+    data_always: "Toujours", data_no: "Non", categories: "Messages qu'elle peut m'envoyer",
+    cat_transactional: "suivi de mes commandes et comptes", cat_service: "informations de service",
+    cat_marketing: "publicité",
   },
   en: {
     loading: "Loading…", tab_talk: "Conversations", tab_brands: "Brands", tab_inbox: "Inbox", tab_stats: "Service",
@@ -52,7 +54,8 @@ const TEXT = {
     forget_pending: "Forget request sent, waiting for its confirmation…", forget_done: "The brand confirmed it forgot.",
     ledger_ok: "Ledger intact", ledger_bad: "Ledger tampered!", masked: "Masked before sending:", back: "Back",
     erased: "(erased)", counts: "This month", data_value: "The datum to share", data_once: "Once",
-    data_always: "Always", data_no: "No",
+    data_always: "Always", data_no: "No", categories: "Messages it may send me",
+    cat_transactional: "my orders and accounts", cat_service: "service news", cat_marketing: "advertising",
   },
 };
 
@@ -350,6 +353,17 @@ function renderBrands() {
         renderBrands();
       } }, brand.opted_in ? t("opt_out") : t("opt_in"));
     const knows = el("button", { class: "secondary", type: "button", onclick: () => renderKnows(brand.id) }, t("knows"));
+    const categories = el("fieldset", { "data-categories": brand.id }, el("legend", {}, t("categories")));
+    if (brand.opted_in) {
+      api(`/api/brands/${brand.id}/categories`).then(({ allowed }) => {
+        for (const [category, on] of Object.entries(allowed)) {
+          const id = `cat-${brand.id}-${category}`;
+          categories.append(el("label", { for: id }, el("input", { type: "checkbox", id, checked: on, disabled: !admin,
+            onchange: (event) => api(`/api/brands/${brand.id}/categories`, { method: "POST",
+              body: { category, allowed: event.target.checked } }) }), ` ${t(`cat_${category}`)}`));
+        }
+      });
+    }
     const share = el("input", { type: "checkbox", id: `share-${brand.id}`, checked: brand.share_satisfaction, disabled: !admin,
       onchange: async (event) => {
         await api(`/api/brands/${brand.id}/settings`, { method: "POST", body: { share_satisfaction: event.target.checked } });
@@ -363,6 +377,7 @@ function renderBrands() {
       contacts ? el("p", { class: "muted" }, `${t("contact")} : ${contacts}`) : null,
       brand.keys ? el("p", { class: "muted" }, `${t("keys")} : ${brand.keys}`) : null,
       el("label", { for: `share-${brand.id}` }, share, ` ${t("share")}`),
+      brand.opted_in ? categories : null,
       el("p", { class: "muted" }, t("grant")),
       el("div", { class: "actions" }, toggle, knows), admin ? null : el("p", { class: "muted" }, t("admin_only")));
   });
