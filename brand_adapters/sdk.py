@@ -886,6 +886,10 @@ class BrandApp:
             replies = [self._reply_envelope(incoming, Answer(apology))]
             handoff = None
         events: list[DeskEvent] = []
+        # Check first: a forget that came while the handler ran erased this message; keep nothing.
+        if self._conn.execute("SELECT 1 FROM seen WHERE id = ?", (envelope.id,)).fetchone() is None:
+            log.info("message %s was forgotten while its handler ran: its answers are dropped", envelope.id)
+            return
         with self._transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state) VALUES (?,?,?)",

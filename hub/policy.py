@@ -327,6 +327,12 @@ class NotificationPolicy:
 
     # --- decisions ----------------------------------------------------------------------------
 
+    def forget_brand(self, brand_id: str) -> None:
+        """The household erased this brand: its settings, held messages and counts go."""
+        with _atomic(self.conn):
+            for table in ("notify_held", "notify_categories", "notify_caps", "notify_daily", "notify_counts"):
+                self.conn.execute(f"DELETE FROM {table} WHERE brand_id = ?", (brand_id,))  # noqa: S608
+
     def decide(
         self,
         brand_id: str,

@@ -305,6 +305,8 @@ class Hub:
                     self.store.delete_meta(key)
             self.store.set_opt_in(brand_id, False)
             erased += self.ledger.erase_brand(brand_id)
+            self._revoke_all(brand)
+            self.policy.forget_brand(brand_id)
             forget = Envelope(
                 type="forget",
                 sender=self.hub_id,
@@ -312,10 +314,19 @@ class Hub:
                 body=ForgetBody(reason="the household erased this brand"),
             )
             self.store.outbox.add(forget.id, brand_id, Topics.to_brand(brand_id, self.hub_id), encode(forget))
+            # A brand whose keys were never pinned never received anything: nothing to forget.
+            forgotten_at = None if brand.pinned else now_ms()
+            if brand.pinned is None:
+                self.store.outbox.ack(forget.id, brand_id)
             self.store.set_meta(
                 f"forget:{brand_id}",
                 json.dumps(
-                    {"request": forget.id, "asked_at": now_ms(), "erased": erased, "forgotten_at": None}
+                    {
+                        "request": forget.id,
+                        "asked_at": now_ms(),
+                        "erased": erased,
+                        "forgotten_at": forgotten_at,
+                    }
                 ),
             )
         self.ledger.purge_files()
@@ -359,6 +370,15 @@ class Hub:
         """A forget request was sent and the brand has not answered yet."""
         status = self.forget_status(brand_id)
         return bool(status.get("request")) and not status.get("forgotten_at")
+
+    def _revoke_all(self, brand: BrandRow) -> None:
+        """Every scope granted to the brand, by anyone, is revoked (one signed receipt per member)."""
+        granted: dict[str, list[str]] = {}
+        for state in self.consents.states(brand.id):
+            if state.state == "granted":
+                granted.setdefault(state.member, []).append(state.scope)
+        for member, scopes in granted.items():
+            self.consents.revoke(brand.manifest, member, scopes)
 
     def forget_status(self, brand_id: str) -> dict[str, Any]:
         raw = self.store.meta(f"forget:{brand_id}")
@@ -410,7 +430,8 @@ class Hub:
         """
         lang = lang or detect_lang(text)
         brand, conversation_id = self._route(text, brand_id, conversation_id, lang)
-        if wants_human(text):
+        state = self.store.conversation(conversation_id)["state"] if self._known(conversation_id) else "bot"
+        if wants_human(text) and state not in ("human", "waiting_human"):
             return await self.request_human(
                 conversation_id, origin="member", text=text, lang=lang, brand_id=brand.id
             )
@@ -424,6 +445,13 @@ class Hub:
     def _gate(self, brand: BrandRow, text: str, lang: str, member: str = HOUSEHOLD) -> GateResult:
         """The one privacy gate everything leaving the home passes: mask what was not granted."""
         return gate(text, self.consents.granted(brand.id, member), lang)
+
+    def _known(self, conversation_id: str) -> bool:
+        try:
+            self.store.conversation_brand(conversation_id)
+        except UnknownConversation:
+            return False
+        return True
 
     def _route(
         self, text: str, brand_id: str | None, conversation_id: str | None, lang: Lang
@@ -462,6 +490,8 @@ class Hub:
         With ``gated``, what the gate masked is kept with the message (the member sees it)
         and every datum it let through is written to the ledger in the same transaction.
         """
+        if not self.brand(brand.id).opted_in:
+            raise NotOptedIn(f"brand {brand.id!r} is not opted in: nothing more goes to it")
         type_ = _TYPE_OF[type(body)]
         envelope = Envelope(
             type=type_,
@@ -570,30 +600,44 @@ class Hub:
         brand = self.brand(brand_id)
         self.store.create_conversation(brand.id, conversation_id=conversation_id)
         granted = self.consents.granted(brand.id, HOUSEHOLD)
-        transcript = [  # the excerpt leaves the home too: it passes the gate
-            TranscriptLine(
-                role="member" if t.role == "member" else "bot", text=gate(t.text, granted, lang).text
-            )
-            for t in self._history(conversation_id)[-10:]
+        lines = [
+            ("member" if t.role == "member" else "bot", t.text) for t in self._history(conversation_id)[-10:]
         ]
         if text:
-            transcript.append(TranscriptLine(role="member", text=gate(text, granted, lang).text))
+            lines.append(("member", text))
+        gated = [(role, said, gate(said, granted, lang)) for role, said in lines[-20:]]
+        transcript = [TranscriptLine(role=role, text=result.text) for role, _, result in gated]
         body = HandoffBody(
             action="request",
             origin=origin,
             lang=lang,
-            transcript=transcript[-20:],
+            transcript=transcript,
             reason="the member asked for a person"
             if origin == "member"
             else "the member accepted the hub's offer of a person",
         )
-        result = self._queue_out(
-            brand,
-            conversation_id,
-            body,
-            text or say("human_requested", lang, brand=brand.manifest.name),
-            lang,
-        )
+        with self.store.transaction():  # the excerpt leaves home: its disclosures go to the ledger
+            result = self._queue_out(
+                brand,
+                conversation_id,
+                body,
+                text or say("human_requested", lang, brand=brand.manifest.name),
+                lang,
+            )
+            for _, said, gate_result in gated:
+                if gate_result.disclosed:
+                    basis = {
+                        f.scope: self.consents.basis(brand.id, HOUSEHOLD, f.scope)
+                        for f in gate_result.disclosed
+                    }
+                    self.ledger.append_findings(
+                        brand.id,
+                        HOUSEHOLD,
+                        said,
+                        gate_result.disclosed,
+                        basis=basis,
+                        envelope_id=result.message.id,
+                    )
         self.store.update_conversation(conversation_id, state="waiting_human", human_requested_at=now_ms())
         self.stats["human_requests"] += 1
         return result
@@ -663,7 +707,10 @@ class Hub:
             shared=share,
         )
         if share:
-            self._queue_out(brand, conversation_id, feedback, comment or "", lang)
+            gated = self._gate(brand, comment, lang) if comment else None
+            if gated is not None:
+                feedback = feedback.model_copy(update={"comment": gated.text})
+            self._queue_out(brand, conversation_id, feedback, comment or "", lang, gated=gated)
         shared = say("rating_shared", lang, brand=brand.manifest.name) if share else ""
         self._hub_note(brand, conversation_id, "thanks_rating", lang, shared=shared)
         rating = self.store.rating(conversation_id)
@@ -673,9 +720,9 @@ class Hub:
         """Co-construction: an idea for the brand, in a conversation of its own."""
         lang = lang or detect_lang(text)
         brand, conversation_id = self._route(text, brand_id, None, lang)
-        return self._queue_out(
-            brand, conversation_id, IdeaBody(text=text, lang=lang), text, lang, kind="idea"
-        )
+        gated = self._gate(brand, text, lang)
+        idea = IdeaBody(text=gated.text, lang=lang)
+        return self._queue_out(brand, conversation_id, idea, text, lang, kind="idea", gated=gated)
 
     def _on_handoff(self, brand: BrandRow, envelope: Envelope, handoff: HandoffBody) -> None:
         """What the brand says about a person taking over; told to the member in their language."""
@@ -924,6 +971,8 @@ class Hub:
         if brand.pending is None:
             raise NoPendingKeys(f"brand {brand_id!r} has no key change waiting for approval")
         self.store.set_keys(brand_id, pinned=brand.pending, pending=None)
+        if brand_id in self._unverified_status:  # its presence, signed with the keys just approved
+            self._on_status(brand_id, self._unverified_status.pop(brand_id))
         self.store.outbox.retry_now(brand_id)
         self._wake.set()
         self._emit("brand", self._brand_event(brand_id))
@@ -931,20 +980,10 @@ class Hub:
 
     def _on_status(self, brand_id: str, payload: bytes) -> None:
         brand = self.store.brand(brand_id)
-        if brand is None or not (brand.opted_in or self._forgetting(brand_id)):
-            return
-        if not payload:
-            return  # a cleared retained message
-        try:
-            envelope = self.wire.decode(payload, lambda _sender, _keys: brand.pinned)
-        except UnknownKey:
-            self._unverified_status[brand_id] = payload  # checked again once its keys are pinned
-            return
-        except ProtocolError as err:
-            self._refuse(err.code, f"status of {brand_id!r}: {err}")
-            return
-        if not isinstance(envelope.body, PresenceBody) or envelope.sender != brand_id:
-            self._refuse("invalid_envelope", f"status of {brand_id!r} is not its presence")
+        if brand is None or not (brand.opted_in or self._forgetting(brand_id)) or not payload:
+            return  # not a brand we listen to, or a cleared retained message
+        envelope = self._verified_presence(brand, payload)
+        if envelope is None or not isinstance(envelope.body, PresenceBody):
             return
         online = envelope.body.status == "online"
         if online == brand.online:
@@ -955,6 +994,23 @@ class Hub:
             self._wake.set()
         log.info("brand %s is %s", brand_id, envelope.body.status)
         self._emit("brand", self._brand_event(brand_id))
+
+    def _verified_presence(self, brand: BrandRow, payload: bytes) -> Envelope | None:
+        """The brand's presence if its signature checks; kept aside if its keys are not settled yet."""
+        try:
+            envelope = self.wire.decode(payload, lambda _sender, _keys: brand.pinned)
+        except UnknownKey:
+            self._unverified_status[brand.id] = payload  # checked again once its keys are pinned
+            return None
+        except ProtocolError as err:
+            if isinstance(err, BadSignature) and brand.pending is not None:
+                self._unverified_status[brand.id] = payload  # new keys: checked again once approved
+            self._refuse(err.code, f"status of {brand.id!r}: {err}")
+            return None
+        if not isinstance(envelope.body, PresenceBody) or envelope.sender != brand.id:
+            self._refuse("invalid_envelope", f"status of {brand.id!r} is not its presence")
+            return None
+        return envelope
 
     async def _on_envelope(self, brand_id: str, payload: bytes) -> None:
         brand = self.store.brand(brand_id)

@@ -360,7 +360,7 @@ class Store:
     def idle_conversations(self, older_than_ms: int) -> list[str]:
         """Open chat conversations with no activity for ``older_than_ms`` (to be closed)."""
         rows = self._conn.execute(
-            "SELECT id FROM conversations WHERE kind = 'chat' AND state != 'closed' AND updated_at < ?",
+            "SELECT id FROM conversations WHERE kind = 'chat' AND state = 'bot' AND updated_at < ?",
             (now_ms() - older_than_ms,),
         ).fetchall()
         return [r[0] for r in rows]

@@ -689,6 +689,7 @@ async def test_erasing_a_brand_leaves_only_the_receipt_and_asks_until_it_forgets
     dump = "\n".join(hub.store.conn.iterdump())
     assert "lea.martin@example.fr" not in dump
     assert hub.store.conversations() == []
+    assert hub.consents.granted("shop", "household") == frozenset()  # its grants are revoked too
     assert hub.ledger.verify().ok
     await settle()
     [forget] = fake(hub).opened("forget")
@@ -758,3 +759,24 @@ async def test_a_brand_asks_for_a_datum_and_the_member_decides(scoped_hub: Hub) 
     await hub.answer_data_request(second.id, "no", None)
     await settle()
     assert fake(hub).opened("data_response")[-1].body == DataResponseBody(scope="phone", granted=False)
+
+
+async def test_ideas_comments_and_handoff_excerpts_pass_the_gate_too(scoped_hub: Hub) -> None:
+    hub = scoped_hub
+    await hub.send_idea("shop", "Rappelez-moi au 06 12 34 56 78 pour en parler")
+    asked = await hub.send("Un conseiller svp, écrivez à lea.martin@example.fr", brand_id="shop")
+    await settle()
+    [idea] = fake(hub).opened("idea")
+    assert "06 12 34 56 78" not in idea.body.text  # type: ignore[union-attr]
+    [handoff] = fake(hub).opened("handoff")
+    assert "lea.martin@example.fr" in handoff.body.transcript[-1].text  # type: ignore[union-attr]  # granted
+    assert [e.envelope_id for e in hub.ledger.entries("shop")] == [asked.message.id]  # and recorded
+
+
+async def test_nothing_more_is_queued_for_a_brand_after_opt_out(scoped_hub: Hub) -> None:
+    hub = scoped_hub
+    sent = await hub.send("Bonjour", brand_id="shop")
+    await hub.opt_out("shop")
+    with pytest.raises(NotOptedIn):
+        await hub.request_callback(sent.message.conversation_id)
+    assert hub.store.outbox.pending("shop") == 0
