@@ -82,6 +82,7 @@ from hub.protocol import (
     PresenceBody,
     ReceiptBody,
     ReplyBody,
+    Scope,
     Topics,
     TranscriptLine,
     decode,
@@ -175,17 +176,7 @@ class AskData:
     ``@app.on_data`` handler as a :class:`DataAnswer`.
     """
 
-    scope: Literal[
-        "first_name",
-        "full_name",
-        "email",
-        "phone",
-        "postal_address",
-        "customer_number",
-        "order_history",
-        "location",
-        "satisfaction",
-    ]
+    scope: Scope
     purpose: str
 
 

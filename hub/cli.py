@@ -68,6 +68,15 @@ def _fail(response: httpx.Response) -> int:
     return 1
 
 
+def _api(url: str, method: str, path: str) -> httpx.Response:
+    """Call the hub as this terminal; on an error, print the hub's message and exit with 1."""
+    with _client(url) as client:
+        response = client.request(method, path)
+    if response.is_error:
+        raise SystemExit(_fail(response))
+    return response
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -231,10 +240,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    with _client(args.url) as client:
-        response = client.get("/api/stats")
-    if response.is_error:
-        return _fail(response)
+    response = _api(args.url, "GET", "/api/stats")
 
     def seconds(ms: int | None) -> str:
         return "—" if ms is None else f"{ms / 1000:.1f} s"
@@ -267,10 +273,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_knows(args: argparse.Namespace) -> int:
     """What does this brand know about us: every datum disclosed, when and under which consent."""
-    with _client(args.url) as client:
-        response = client.get(f"/api/brands/{args.brand}/knows")
-    if response.is_error:
-        return _fail(response)
+    response = _api(args.url, "GET", f"/api/brands/{args.brand}/knows")
     data = response.json()
     if not data["entries"]:
         print(f"{args.brand} ne sait rien de vous (aucune donnée transmise) / knows nothing about you")
@@ -287,10 +290,7 @@ def cmd_knows(args: argparse.Namespace) -> int:
 
 def cmd_ledger(args: argparse.Namespace) -> int:
     """Prove the ledger of disclosures is intact (its hash chain)."""
-    with _client(args.url) as client:
-        response = client.get("/api/ledger/verify")
-    if response.is_error:
-        return _fail(response)
+    response = _api(args.url, "GET", "/api/ledger/verify")
     result = response.json()
     if result["ok"]:
         print(f"registre intact / ledger intact ({result['checked']} entrées)")
@@ -301,10 +301,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Everything the hub holds for the household, as one JSON file."""
-    with _client(args.url) as client:
-        response = client.get("/api/export")
-    if response.is_error:
-        return _fail(response)
+    response = _api(args.url, "GET", "/api/export")
     Path(args.file).write_bytes(response.content)
     print(f"export written to {args.file}")
     return 0
@@ -312,10 +309,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     """Erase a brand here and ask it to forget the household (re-sent until it answers)."""
-    with _client(args.url) as client:
-        response = client.post(f"/api/brands/{args.brand}/erase")
-    if response.is_error:
-        return _fail(response)
+    _api(args.url, "POST", f"/api/brands/{args.brand}/erase")
     print(f"{args.brand}: effacée ici ; demande d'oubli envoyée / erased here; forget request sent")
     return 0
 

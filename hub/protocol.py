@@ -56,6 +56,7 @@ __all__ = [
     "PresenceBody",
     "ReceiptBody",
     "ReplyBody",
+    "Scope",
     "ScopeRequest",
     "Topics",
     "TranscriptLine",
