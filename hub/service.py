@@ -568,7 +568,7 @@ class Hub:
 
     def _history(self, conversation_id: str) -> list[Turn]:
         turns = []
-        for row in self.store.messages(conversation_id)[-12:]:
+        for row in self.store.recent_messages(conversation_id, 12):
             if row.direction == "out" and row.type in ("message", "handoff"):
                 turns.append(Turn("member", row.text))
             elif row.direction == "in" and row.type == "reply":
@@ -580,7 +580,8 @@ class Hub:
         if conversation["state"] != "bot":
             return
         signal = conversation_going_badly(self._history(conversation_id))
-        already = any(r.extra.get("kind") == "offer_human" for r in self.store.messages(conversation_id)[-6:])
+        recent = self.store.recent_messages(conversation_id, 6)
+        already = any(r.extra.get("kind") == "offer_human" for r in recent)
         if signal is not None and not already:
             self._hub_note(brand, conversation_id, "offer_human", lang, {"signal": signal.kind})
 

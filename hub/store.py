@@ -489,6 +489,15 @@ class Store:
         ).fetchall()
         return [MessageRow.from_row(r) for r in rows]
 
+    def recent_messages(self, conversation_id: str, limit: int) -> list[MessageRow]:
+        """The last ``limit`` messages of a conversation, oldest first (cheap however long it is)."""
+        rows = self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"  # noqa: S608
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (conversation_id, limit),
+        ).fetchall()
+        return [MessageRow.from_row(r) for r in reversed(rows)]
+
     def changes_since(self, seq: int, limit: int = 500) -> list[MessageRow]:
         rows = self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
