@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,10 @@ from hub.settings import get_settings
 from hub.store import Store
 
 __all__ = ["run_demo"]
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _pick(name: str, preferred: int) -> int:
@@ -81,6 +86,9 @@ Stop:            Ctrl-C
             flush=True,
         )
 
+        # uvicorn re-raises SIGTERM once it has stopped: turn it into an exit that runs the
+        # finally below, so the brand processes stop with the demo instead of being orphaned.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         try:
             await _serve(create_app(settings), "127.0.0.1", port)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,7 @@ def test_demo_starts_on_other_ports_when_busy_and_answers_in_french_and_english(
             client.close()
         finally:
             demo.stop()
+    # The demo's brand processes stopped with it (none left behind).
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True,
+                               check=False)
+    assert leftovers.stdout.strip() == "", "the demo left brand processes running"
