@@ -12,7 +12,6 @@ import importlib
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
 
 from hub.errors import ManifestError, UnknownBrand
 from hub.protocol import Manifest
@@ -21,7 +20,6 @@ __all__ = [
     "ADAPTERS",
     "DEMO_BRANDS",
     "TEST_BRANDS",
-    "Adapter",
     "adapter_dir",
     "load_adapter",
     "load_manifest",
@@ -37,13 +35,6 @@ ADAPTERS: dict[str, str] = {
 
 DEMO_BRANDS: tuple[str, ...] = ("sportissimo", "energie_claire")
 TEST_BRANDS: frozenset[str] = frozenset({"instant", "offhours"})  # in the directory only when asked for
-
-
-class Adapter(Protocol):
-    """What an adapter module provides (checked when it is loaded)."""
-
-    async def setup(self, app: object) -> None: ...
-    async def teardown(self, app: object) -> None: ...
 
 
 def adapter_dir(adapter_id: str) -> Path:

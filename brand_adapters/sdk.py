@@ -281,18 +281,6 @@ class BrandApp:
         self._queue(envelope)
         return envelope.id
 
-    def handled_count(self) -> int:
-        """How many household messages the handler has run on (each exactly once)."""
-        return int(self._conn.execute("SELECT COUNT(*) FROM seen WHERE status='handled'").fetchone()[0])
-
-    def pending_replies(self) -> int:
-        return self._outbox.pending()
-
-    async def serve_forever(self) -> None:
-        await asyncio.Event().wait()
-
-    # --- humans: the desk ------------------------------------------------------------------
-
     def attach_desk(self) -> None:
         """Say that people work at a desk for this app: hand-off requests can now be accepted."""
         self._desk_attached = True

@@ -524,10 +524,3 @@ class Store:
             ).fetchall()
         ]
         return [row for i in ids if (row := self.set_status(i, "cancelled")) is not None]
-
-    def undelivered(self) -> list[MessageRow]:
-        rows = self._conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'out'"  # noqa: S608
-            " AND status IN ('queued', 'sent') ORDER BY created_at",
-        ).fetchall()
-        return [MessageRow.from_row(r) for r in rows]
