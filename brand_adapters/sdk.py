@@ -281,6 +281,9 @@ class BrandApp:
         self._queue(envelope)
         return envelope.id
 
+    async def serve_forever(self) -> None:
+        await asyncio.Event().wait()
+
     def attach_desk(self) -> None:
         """Say that people work at a desk for this app: hand-off requests can now be accepted."""
         self._desk_attached = True
