@@ -383,6 +383,16 @@ def _consent_routes(app: FastAPI) -> None:
         hub.policy.allow(brand_id, body.category, body.allowed)
         return {"brand": brand_id, "allowed": hub.policy.allowed(brand_id)}
 
+    @app.get("/api/quiet-hours", tags=["consent"])
+    async def get_quiet_hours(request: Request, _: Member, member: str = "household") -> dict[str, Any]:
+        quiet = _hub_of(request).policy.quiet_hours(member)
+        hours = (
+            None
+            if quiet is None
+            else f"{quiet.start // 60:02d}:{quiet.start % 60:02d}-{quiet.end // 60:02d}:{quiet.end % 60:02d}"
+        )
+        return {"member": member, "hours": hours}
+
     @app.put("/api/quiet-hours", tags=["consent"])
     async def quiet_hours(request: Request, _: Member, body: QuietHoursRequest) -> dict[str, Any]:
         hub = _hub_of(request)

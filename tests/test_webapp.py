@@ -122,6 +122,13 @@ def test_a_member_pairs_chooses_a_brand_talks_asks_for_a_person_and_rates(
     assert "lea.martin@example.fr" in exported
     assert json.loads(exported)["format"] == "foyer-export/1"
 
+    # Quiet hours, from the inbox.
+    page.get_by_role("button", name="Boîte de réception").click()
+    page.locator("#quiet-from").fill("21:30")
+    page.get_by_role("button", name="Enregistrer").click()
+    page.get_by_text("✔ enregistré").wait_for()
+    assert client.http.get("/api/quiet-hours").json()["hours"] == "21:30-07:30"
+
     # How brands treat us, as a chart.
     page.get_by_role("button", name="Service").click()
     page.locator("figure.chart svg").first.wait_for()

@@ -28,7 +28,9 @@ const TEXT = {
     erased: "(effacé)", counts: "Ce mois-ci", data_value: "La donnée à partager", data_once: "Une fois",
     data_always: "Toujours", data_no: "Non", categories: "Messages qu'elle peut m'envoyer",
     cat_transactional: "suivi de mes commandes et comptes", cat_service: "informations de service",
-    cat_marketing: "publicité",
+    cat_marketing: "publicité", quiet: "Heures calmes", quiet_from: "de", quiet_to: "à", save: "Enregistrer",
+    saved: "enregistré", new_keys: "Cette marque annonce de nouvelles clés. Vérifiez l'empreinte auprès d'elle :",
+    approve_keys: "Approuver les nouvelles clés",
   },
   en: {
     loading: "Loading…", tab_talk: "Conversations", tab_brands: "Brands", tab_inbox: "Inbox", tab_stats: "Service",
@@ -56,6 +58,8 @@ const TEXT = {
     erased: "(erased)", counts: "This month", data_value: "The datum to share", data_once: "Once",
     data_always: "Always", data_no: "No", categories: "Messages it may send me",
     cat_transactional: "my orders and accounts", cat_service: "service news", cat_marketing: "advertising",
+    quiet: "Quiet hours", quiet_from: "from", quiet_to: "to", save: "Save", saved: "saved",
+    new_keys: "This brand announces new keys. Check the fingerprint with it:", approve_keys: "Approve the new keys",
   },
 };
 
@@ -376,6 +380,12 @@ function renderBrands() {
       el("p", { class: "muted" }, `${t("humans")} : ${m.humans.available ? hours : t("none")}`),
       contacts ? el("p", { class: "muted" }, `${t("contact")} : ${contacts}`) : null,
       brand.keys ? el("p", { class: "muted" }, `${t("keys")} : ${brand.keys}`) : null,
+      brand.pending_keys ? el("div", { class: "notice", role: "alert" }, `⚠ ${t("new_keys")} ${brand.pending_keys}`,
+        admin ? el("button", { class: "secondary", type: "button", onclick: async () => {
+          await api(`/api/brands/${brand.id}/approve-keys`, { method: "POST" });
+          state.brands = await api("/api/brands");
+          renderBrands();
+        } }, t("approve_keys")) : null) : null,
       el("label", { for: `share-${brand.id}` }, share, ` ${t("share")}`),
       brand.opted_in ? categories : null,
       el("p", { class: "muted" }, t("grant")),
@@ -407,15 +417,30 @@ async function renderKnows(brandId) {
 
 // --- inbox and stats ------------------------------------------------------------------------
 
+function quietHoursForm(current) {
+  const [from, to] = (current || "22:00-07:30").split("-");
+  const start = el("input", { type: "time", id: "quiet-from", value: from });
+  const end = el("input", { type: "time", id: "quiet-to", value: to });
+  const saved = el("span", { role: "status", class: "muted" });
+  return el("form", { class: "card", onsubmit: async (event) => {
+    event.preventDefault();
+    await api("/api/quiet-hours", { method: "PUT", body: { hours: `${start.value}-${end.value}` } });
+    saved.textContent = ` ✔ ${t("saved")}`;
+  } }, el("h2", {}, t("quiet")), el("label", { for: "quiet-from" }, t("quiet_from"), " ", start),
+  el("label", { for: "quiet-to" }, t("quiet_to"), " ", end),
+  el("div", { class: "actions" }, el("button", { class: "secondary", type: "submit" }, t("save")), saved));
+}
+
 async function renderInbox() {
   const notes = await api("/api/notifications");
+  const quiet = quietHoursForm((await api("/api/quiet-hours")).hours);
   const counts = await Promise.all(state.brands.filter((b) => b.opted_in)
     .map((b) => api(`/api/brands/${b.id}/notification-counts?lang=${state.lang}`)));
   const sentences = counts.flatMap((c) => c.sentences);
   const summary = sentences.length ? el("div", { class: "card" }, el("h2", {}, t("counts")),
     el("ul", {}, sentences.map((x) => el("li", {}, x)))) : null;
-  if (!notes.length) { show(...[summary, el("p", { class: "muted" }, t("inbox_empty"))].filter(Boolean)); return; }
-  show(...[summary, el("ul", { class: "messages" }, notes.map((n) => el("li", { class: "msg bot" },
+  if (!notes.length) { show(...[summary, el("p", { class: "muted" }, t("inbox_empty")), quiet].filter(Boolean)); return; }
+  show(...[summary, quiet, el("ul", { class: "messages" }, notes.map((n) => el("li", { class: "msg bot" },
     el("span", { class: "who" }, `${brandName(n.brand_id)} · ${n.extra.category} · ${n.status}`), n.text)))].filter(Boolean));
 }
 
