@@ -30,7 +30,7 @@ const TEXT = {
     cat_transactional: "suivi de mes commandes et comptes", cat_service: "informations de service",
     cat_marketing: "publicité", quiet: "Heures calmes", quiet_from: "de", quiet_to: "à", save: "Enregistrer",
     saved: "enregistré", new_keys: "Cette marque annonce de nouvelles clés. Vérifiez l'empreinte auprès d'elle :",
-    approve_keys: "Approuver les nouvelles clés",
+    approve_keys: "Approuver les nouvelles clés", consent_receipt: "votre consentement, reçu n°",
   },
   en: {
     loading: "Loading…", tab_talk: "Conversations", tab_brands: "Brands", tab_inbox: "Inbox", tab_stats: "Service",
@@ -60,6 +60,7 @@ const TEXT = {
     cat_transactional: "my orders and accounts", cat_service: "service news", cat_marketing: "advertising",
     quiet: "Quiet hours", quiet_from: "from", quiet_to: "to", save: "Save", saved: "saved",
     new_keys: "This brand announces new keys. Check the fingerprint with it:", approve_keys: "Approve the new keys",
+    consent_receipt: "your consent, receipt no.",
   },
 };
 
@@ -400,7 +401,8 @@ async function renderKnows(brandId) {
   const table = rows.length ? el("table", { id: "ledger" }, el("thead", {}, el("tr", {}, [t("when"), t("what"), t("value"), t("basis")]
     .map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows.map((e) => el("tr", {},
     el("td", {}, new Date(e.ts).toLocaleString(state.lang)), el("td", {}, e.scope),
-    el("td", {}, e.value ?? t("erased")), el("td", {}, e.basis)))))
+    el("td", {}, e.value ?? t("erased")),
+    el("td", { title: e.basis }, e.basis === "once" ? t("data_once") : `${t("consent_receipt")} ${e.basis.slice(-6)}`)))))
     : el("p", { class: "muted" }, t("ledger_empty"));
   const forget = knows.forget?.request ? el("p", { role: "status", id: "forget-status" },
     knows.forget.forgotten_at ? t("forget_done") : t("forget_pending")) : null;
