@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -737,7 +737,24 @@ class BrandApp:
         await self._send_now(envelope.sender, ReceiptBody(), ref=envelope.id)
         if not noted or envelope.conversation is None or self._data_handler is None:
             return
-        conversation = envelope.conversation
+        async with self._turn(envelope.conversation):
+            await self._answer_data(envelope, answer, envelope.conversation)
+        self._wake.set()
+
+    def _member_lang(self, conversation: str) -> Lang:
+        """The language of the member's last message in this conversation (French if none)."""
+        row = self._conn.execute(
+            "SELECT payload FROM seen WHERE conversation = ? AND status IN ('received', 'handled', 'held')"
+            " ORDER BY received_at DESC, rowid DESC LIMIT 1",
+            (conversation,),
+        ).fetchone()
+        body = decode(bytes(row["payload"])).body if row else None
+        return body.lang if isinstance(body, MessageBody) else "fr"
+
+    async def _answer_data(self, envelope: Envelope, answer: DataResponseBody, conversation: str) -> None:
+        handler = self._data_handler
+        if handler is None:
+            return
         row = self._conn.execute(
             "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
         ).fetchone()
@@ -749,22 +766,23 @@ class BrandApp:
             answer.value,
             json.loads(row["state"]) if row else {},
         )
+        lang = self._member_lang(conversation)
         incoming = Incoming(
             id=envelope.id,
             hub_id=envelope.sender,
             conversation=conversation,
             text="",
-            lang="fr",
+            lang=lang,
             data={},
             state=data.state,
         )
         try:
-            answers, _, asks = _split(await self._data_handler(data))
+            answers, _, asks = _split(await handler(data))
         except Exception:  # a bot bug must not lose the conversation
             log.exception("data handler failed on %s", envelope.id)
             answers, asks = [], []
         replies = [self._reply_envelope(incoming, a) for a in answers]
-        replies += [self._ask_envelope(envelope.sender, conversation, ask, "fr") for ask in asks]
+        replies += [self._ask_envelope(envelope.sender, conversation, ask, lang) for ask in asks]
         with self._transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO conversation_state (conversation, hub_id, state) VALUES (?,?,?)",
@@ -772,7 +790,6 @@ class BrandApp:
             )
             for reply in replies:
                 self._outbox.add(reply.id, reply.recipient or "", _hub_topic(self, reply), encode(reply))
-        self._wake.set()
 
     async def _forget(self, envelope: Envelope) -> None:
         """The household erased this brand: erase everything about that hub, then say so."""
@@ -817,21 +834,26 @@ class BrandApp:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, envelope: Envelope) -> None:
-        if not isinstance(envelope.body, MessageBody) or envelope.conversation is None:
-            return
-        conversation = envelope.conversation
+    @contextlib.asynccontextmanager
+    async def _turn(self, conversation: str) -> AsyncIterator[None]:
+        """One handler at a time per conversation; the lock is dropped when no one waits."""
         lock, waiting = self._locks.get(conversation, (asyncio.Lock(), 0))
-        self._locks[conversation] = (lock, waiting + 1)  # one handler at a time per conversation
+        self._locks[conversation] = (lock, waiting + 1)
         try:
             async with lock:
-                await self._handle_locked(envelope, envelope.body, conversation)
+                yield
         finally:
             lock, waiting = self._locks[conversation]
             if waiting <= 1:
                 del self._locks[conversation]
             else:
                 self._locks[conversation] = (lock, waiting - 1)
+
+    async def _handle(self, envelope: Envelope) -> None:
+        if not isinstance(envelope.body, MessageBody) or envelope.conversation is None:
+            return
+        async with self._turn(envelope.conversation):
+            await self._handle_locked(envelope, envelope.body, envelope.conversation)
         self._wake.set()
 
     async def _handle_locked(self, envelope: Envelope, body: MessageBody, conversation: str) -> None:
