@@ -290,7 +290,10 @@ JS = """
     });
   }
 
+  var generation = 0;  // answers can arrive out of order: only the newest request's is shown
+
   function refresh() {
+    var mine = ++generation;
     var drafts = {};
     var focused = document.activeElement && document.activeElement.getAttribute("data-conv");
     live.querySelectorAll("textarea[data-conv]").forEach(function (t) {
@@ -299,6 +302,7 @@ JS = """
     return fetch("/desk/partials/live", {credentials: "same-origin"}).then(function (response) {
       if (response.status === 401) { location.reload(); return; }
       return response.text().then(function (html) {
+        if (mine !== generation) { return; }
         live.innerHTML = html;
         live.querySelectorAll("textarea[data-conv]").forEach(function (t) {
           var conv = t.getAttribute("data-conv");
