@@ -430,7 +430,7 @@ class Hub:
         """
         lang = lang or detect_lang(text)
         brand, conversation_id = self._route(text, brand_id, conversation_id, lang)
-        state = self.store.conversation(conversation_id)["state"] if self._known(conversation_id) else "bot"
+        state = self.store.conversation_state(conversation_id)
         if wants_human(text) and state not in ("human", "waiting_human"):
             return await self.request_human(
                 conversation_id, origin="member", text=text, lang=lang, brand_id=brand.id
@@ -445,13 +445,6 @@ class Hub:
     def _gate(self, brand: BrandRow, text: str, lang: str, member: str = HOUSEHOLD) -> GateResult:
         """The one privacy gate everything leaving the home passes: mask what was not granted."""
         return gate(text, self.consents.granted(brand.id, member), lang)
-
-    def _known(self, conversation_id: str) -> bool:
-        try:
-            self.store.conversation_brand(conversation_id)
-        except UnknownConversation:
-            return False
-        return True
 
     def _route(
         self, text: str, brand_id: str | None, conversation_id: str | None, lang: Lang

@@ -328,6 +328,13 @@ class Store:
             raise UnknownConversation(f"conversation {conversation_id!r} does not exist on this hub")
         return str(row[0])
 
+    def conversation_state(self, conversation_id: str) -> str:
+        """``bot``, ``waiting_human``, ``human`` or ``closed``; ``bot`` for one not started yet."""
+        row = self._conn.execute(
+            "SELECT state FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        return str(row[0]) if row else "bot"
+
     def conversation(self, conversation_id: str) -> dict[str, Any]:
         row = self._conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.sqlite import connect_sqlite
 from tests.factories import (
     HubClient,
     Proc,
@@ -20,6 +22,20 @@ from tests.factories import (
     python_cmd,
     wait_for,
 )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A hub database file that does not exist yet."""
+    return tmp_path / "hub.db"
+
+
+@pytest.fixture
+def conn(db: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to ``db``, opened the way every Foyer store opens one (WAL)."""
+    connection = connect_sqlite(db)
+    yield connection
+    connection.close()
 
 
 @dataclass
@@ -90,8 +106,15 @@ class HubRunner:
     def start(self) -> HubClient:
         self.port = free_port()
         args = python_cmd(
-            "hub", "--broker", self.broker.url, "--data-dir", str(self.data_dir),
-            "--port", str(self.port), "--hub-id", self.hub_id,
+            "hub",
+            "--broker",
+            self.broker.url,
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--hub-id",
+            self.hub_id,
         )
         for brand_id in self.opt_in:
             args += ["--opt-in", brand_id]
@@ -134,8 +157,9 @@ class BrandRunner:
         return self.tmp_path / f"brand-{self.adapter}.db"
 
     def start(self) -> BrandRunner:
-        args = python_cmd("brand", "run", self.adapter, "--broker", self.broker.url,
-                          "--state", str(self.state))
+        args = python_cmd(
+            "brand", "run", self.adapter, "--broker", self.broker.url, "--state", str(self.state)
+        )
         if self.desk_port is not None:  # the demo agent Léa (login lea, password demo)
             agents = Path(__file__).parent.parent / "brand_adapters" / "sportissimo" / "agents.json"
             args += ["--desk-port", str(self.desk_port), "--desk-agents", str(agents)]
@@ -154,12 +178,28 @@ class BrandRunner:
 
 def pair_device(data_dir: Path, client: HubClient, role: str = "member", name: str = "test") -> str:
     """Pair a device as a member would: a code from `foyer pair` on the hub, then POST /api/pair."""
-    shown = subprocess.run(python_cmd("pair", "--role", role, "--quiet", "--data-dir", str(data_dir)),
-                           capture_output=True, text=True, check=True, timeout=30)
+    shown = subprocess.run(
+        python_cmd("pair", "--role", role, "--quiet", "--data-dir", str(data_dir)),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     response = client.http.post("/api/pair", json={"code": shown.stdout.strip(), "name": name})
     response.raise_for_status()
     token: str = response.json()["token"]
     return token
+
+
+def hub_with_brand(
+    hub_runner: HubRunner, brands: Callable[[str], BrandRunner], adapter: str = "instant"
+) -> tuple[HubClient, BrandRunner]:
+    """The usual start: the hub opted into ``adapter``, the brand's process running and online."""
+    hub_runner.opt_in = [adapter]
+    client = hub_runner.start()
+    brand = brands(adapter).start()
+    client.wait_online(adapter)
+    return client, brand
 
 
 @pytest.fixture

@@ -154,6 +154,9 @@ class HubClient:
         data: dict[str, Any] = self.http.get(f"/api/brands/{brand_id}").json()
         return data
 
+    def wait_online(self, brand_id: str, timeout: float = 20) -> None:
+        wait_for(lambda: self.brand(brand_id)["online"], timeout, f"{brand_id} online")
+
     def events(self, since: int | None = None) -> ClientConnection:
         url = self.base_url.replace("http", "ws", 1) + "/api/events"
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
@@ -170,8 +173,9 @@ class HubClient:
         )
 
 
-def next_event(ws: ClientConnection, predicate: Callable[[dict[str, Any]], bool],
-               timeout: float = 15) -> dict[str, Any]:
+def next_event(
+    ws: ClientConnection, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()

@@ -11,7 +11,7 @@ import pytest
 from hub.crypto import Identity
 from hub.protocol import MAX_PAYLOAD_BYTES, Author, Envelope, NotificationBody, ReplyBody, Topics, new_id
 from hub.wire import Wire
-from tests.conftest import BrandRunner, HubRunner
+from tests.conftest import BrandRunner, HubRunner, hub_with_brand
 from tests.factories import RawMqtt, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -52,10 +52,7 @@ def test_http_errors_say_what_was_wrong(hub_runner: HubRunner) -> None:
 def test_bad_envelopes_from_a_brand_are_refused_answered_and_counted(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brand = brands("instant").start()
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    client, brand = hub_with_brand(hub_runner, brands)
     kept = client.send("un message accepté", brand="instant").json()
     client.wait_reply(kept["conversation"])
     # This "brand" holds instant's real keys: a buggy adapter, not a forger.
@@ -107,10 +104,7 @@ def test_bad_envelopes_from_a_brand_are_refused_answered_and_counted(
 def test_opted_out_brand_cannot_reach_the_household(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brand = brands("instant").start()
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    client, brand = hub_with_brand(hub_runner, brands)
     rogue = RawMqtt(hub_runner.broker.port, "test-rogue-2")
     topic = Topics.to_hub("test-home", "instant")
     wire = Wire(Identity.load(brand.state.with_suffix(".keys.json")))

@@ -81,7 +81,7 @@ def test_chat_asks_which_brand_then_shows_the_answer(
     hub_runner.opt_in = ["sportissimo", "energie_claire"]
     client = hub_runner.start()
     brands("sportissimo").start()
-    wait_for(lambda: client.brand("sportissimo")["online"], 20, "sportissimo online")
+    client.wait_online("sportissimo")
     proc = subprocess.Popen(python_cmd("chat", "--url", client.base_url), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "FOYER_TOKEN": hub_runner.token})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +70,6 @@ def manifest(purpose_fr: str = "Vous envoyer l'étiquette de retour.", **extra: 
 
 BRAND = manifest()
 OTHER = manifest(id="energie-claire", name="Énergie Claire")
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sqlite(tmp_path / "hub.db")
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

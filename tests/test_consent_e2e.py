@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import BrandRunner, HubRunner
+from tests.conftest import BrandRunner, HubRunner, hub_with_brand
 from tests.factories import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -18,10 +18,7 @@ pytestmark = pytest.mark.e2e
 def test_a_data_request_the_ledger_and_its_tamper_proof(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brands("instant").start()
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    client, _ = hub_with_brand(hub_runner, brands)
     granted = client.http.post("/api/brands/instant/consents", json={"scopes": {"email": "granted"}})
     assert granted.status_code == 200
     assert granted.json()["sig"]
@@ -70,10 +67,7 @@ def test_a_data_request_the_ledger_and_its_tamper_proof(
 def test_erase_is_asked_until_the_brand_forgets_even_across_a_hub_restart(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brand = brands("instant").start()
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    client, brand = hub_with_brand(hub_runner, brands)
     client.http.post("/api/brands/instant/consents", json={"scopes": {"email": "granted"}})
     sent = client.send("mon e-mail : lea@example.fr", brand="instant").json()
     client.wait_reply(sent["conversation"])

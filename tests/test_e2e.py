@@ -14,24 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BrandRunner, Broker, HubRunner
+from tests.conftest import BrandRunner, Broker, HubRunner, hub_with_brand
 from tests.factories import next_event, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def _online(hub: HubRunner, brand_id: str) -> None:
-    assert hub.client is not None
-    wait_for(lambda: hub.client.brand(brand_id)["online"], 20, f"{brand_id} online")  # type: ignore[union-attr]
-
-
 def test_message_reaches_brand_and_reply_comes_back_live(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brands("instant").start()
-    _online(hub_runner, "instant")
+    client, _ = hub_with_brand(hub_runner, brands)
     with client.events() as ws:
         response = client.send("Bonjour, est-ce que ça marche ?", brand="instant")
         assert response.status_code == 202, response.text
@@ -78,10 +70,7 @@ def test_brand_offline_message_is_queued_then_answered(
 def test_brand_stopped_mid_conversation_then_back(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brand = brands("instant").start()
-    _online(hub_runner, "instant")
+    client, brand = hub_with_brand(hub_runner, brands)
     first = client.send("premier message", brand="instant").json()
     client.wait_reply(first["conversation"])
     brand.stop()
@@ -103,10 +92,7 @@ def _handled(state: Path) -> set[str]:
 def test_hub_killed_while_messages_flow_loses_nothing_and_duplicates_nothing(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner], broker: Broker
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brand = brands("instant").start()
-    _online(hub_runner, "instant")
+    client, brand = hub_with_brand(hub_runner, brands)
     conversation = client.send("début", brand="instant").json()["conversation"]
     accepted: list[str] = []
     stop = threading.Event()
@@ -165,7 +151,7 @@ def test_routing_from_text_and_asking_when_unclear(
     hub_runner.opt_in = ["sportissimo", "energie_claire"]
     client = hub_runner.start()
     brands("sportissimo").start()
-    _online(hub_runner, "sportissimo")
+    client.wait_online("sportissimo")
     unclear = client.send("Bonjour, j'ai une question")
     assert unclear.status_code == 409
     body = unclear.json()
@@ -182,10 +168,7 @@ def test_routing_from_text_and_asking_when_unclear(
 def test_broker_restart_loses_nothing(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner], broker: Broker
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brand = brands("instant").start()
-    _online(hub_runner, "instant")
+    client, brand = hub_with_brand(hub_runner, brands)
     first = client.send("avant la panne", brand="instant").json()
     client.wait_reply(first["conversation"])
     brand.stop()  # the brand is away while the broker restarts: messages wait in the hub's outbox

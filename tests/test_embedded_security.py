@@ -53,7 +53,7 @@ def test_the_hubs_embedded_broker_refuses_anonymous_clients_and_serves_accounts(
                                          "--state", str(tmp_path / "instant.db")),
                      tmp_path / "brand.log").start()
         client.authorize(pair_device(data, client))
-        wait_for(lambda: client.brand("instant")["online"], 20, "instant online with its account")
+        client.wait_online("instant")
         sent = client.send("avec un compte", brand="instant").json()
         assert client.wait_reply(sent["conversation"])[0]["text"] == "reçu #1: avec un compte"
     finally:

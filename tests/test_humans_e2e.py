@@ -29,7 +29,7 @@ def test_a_person_takes_over_answers_and_closes_and_the_member_rates(
     brand = brands("instant")
     brand.desk_port = free_port()
     brand.start()
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    client.wait_online("instant")
     desk = httpx.Client(base_url=f"http://127.0.0.1:{brand.desk_port}", timeout=10)
     wait_for(lambda: desk.get("/desk/api/status").status_code in (200, 401), 20, "the desk")
     token = desk.post("/desk/api/login", json={"login": "lea", "password": "demo"}).json()["token"]
@@ -116,7 +116,7 @@ def test_off_hours_the_member_gets_hours_channels_and_a_callback(
     brand = brands("offhours")
     brand.desk_port = free_port()
     brand.start()
-    wait_for(lambda: client.brand("offhours")["online"], 20, "offhours online")
+    client.wait_online("offhours")
     sent = client.send("Un humain, s'il vous plaît", brand="offhours").json()
     conversation = sent["conversation"]
     note = wait_for(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,6 @@ class Clock:
     def __call__(self) -> int:
         self.now += 1000  # every reading a second later: entries get distinct times
         return self.now
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "hub.db"
-
-
-@pytest.fixture
-def conn(db: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sqlite(db)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

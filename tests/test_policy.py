@@ -7,7 +7,6 @@ otherwise; nothing sleeps.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -40,18 +39,6 @@ class Clock:
 
     def advance(self, ms: int) -> None:
         self.now += ms
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "hub.db"
-
-
-@pytest.fixture
-def conn(db: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect_sqlite(db)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

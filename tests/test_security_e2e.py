@@ -11,7 +11,7 @@ import pytest
 from hub.crypto import Identity
 from hub.protocol import Author, Envelope, ReplyBody, Topics
 from hub.wire import Wire
-from tests.conftest import BrandRunner, HubRunner
+from tests.conftest import BrandRunner, HubRunner, hub_with_brand
 from tests.factories import RawMqtt, python_cmd, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ def test_the_broker_sees_no_plaintext_of_a_real_conversation(
     try:
         client = hub_runner.start()
         brands("instant").start()
-        wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+        client.wait_online("instant")
         sent = client.send(f"Mon mot de passe est {SECRET}", brand="instant").json()
         [reply] = client.wait_reply(sent["conversation"])
         assert SECRET in reply["text"]  # control: the brand did read and echo it
@@ -46,10 +46,7 @@ def test_the_broker_sees_no_plaintext_of_a_real_conversation(
 def test_an_impostor_without_the_brands_key_cannot_speak_for_it(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brands("instant").start()
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    client, _ = hub_with_brand(hub_runner, brands)
     sent = client.send("bonjour", brand="instant").json()
     client.wait_reply(sent["conversation"])
     hub_keys = Identity.load(hub_runner.data_dir / "hub.keys.json").public()
@@ -77,10 +74,7 @@ def test_an_impostor_without_the_brands_key_cannot_speak_for_it(
 def test_the_hub_rotates_its_keys_and_conversations_go_on(
     hub_runner: HubRunner, brands: Callable[[str], BrandRunner]
 ) -> None:
-    hub_runner.opt_in = ["instant"]
-    client = hub_runner.start()
-    brands("instant").start()
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online")
+    client, _ = hub_with_brand(hub_runner, brands)
     first = client.send("avant la rotation", brand="instant").json()
     client.wait_reply(first["conversation"])
     old = client.health()["hub_keys"]
@@ -97,7 +91,7 @@ def test_the_hub_rotates_its_keys_and_conversations_go_on(
     assert key_file.stat().st_mode & 0o777 == 0o600
     client = hub_runner.start()
     assert client.health()["hub_keys"] != old
-    wait_for(lambda: client.brand("instant")["online"], 20, "instant online again")
+    client.wait_online("instant")
     client.send("après la rotation", conversation=first["conversation"])
     replies = client.wait_reply(first["conversation"], count=2, timeout=20)
     assert replies[1]["text"] == "reçu #2: après la rotation"  # same conversation, new keys

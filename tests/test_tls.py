@@ -58,7 +58,7 @@ def test_hub_and_brand_over_tls(tls_broker: tuple[Broker, int, Path], tmp_path: 
     try:
         wait_for(lambda: client.health()["broker_connected"], 20, "the hub on TLS")
         client.authorize(pair_device(tmp_path / "hub", client))
-        wait_for(lambda: client.brand("instant")["online"], 20, "the brand on TLS")
+        client.wait_online("instant")
         sent = client.send("par TLS", brand="instant").json()
         assert client.wait_reply(sent["conversation"])[0]["text"] == "reçu #1: par TLS"
     finally:

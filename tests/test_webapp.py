@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BrandRunner, HubRunner
-from tests.factories import python_cmd, wait_for
+from tests.factories import python_cmd
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def test_a_member_pairs_chooses_a_brand_talks_asks_for_a_person_and_rates(
     marketing = card.locator("#cat-sportissimo-marketing")
     marketing.wait_for()
     assert not marketing.is_checked()  # quiet by default: no advertising unless the household says so
-    wait_for(lambda: client.brand("sportissimo")["online"], 20, "sportissimo online")
+    client.wait_online("sportissimo")
     shoot(page, "desktop-brands")
 
     # Talk: the order's real status comes back, marked as the brand's assistant.
